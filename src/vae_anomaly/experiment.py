@@ -1,0 +1,187 @@
+"""The seed's whole run: data -> detector -> scores -> thresholds -> metrics (the report writes it)."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import RunConfig
+from .datasets import Dataset, SeedSplit, check_classes, load_dataset, parse_classes, seed_split
+from .detector import VAEAnomalyDetector
+from .metrics import classification_metrics, ranking_metrics, score_statistics
+from .thresholds import best_valid_accuracy_grid, is_anomaly
+
+log = logging.getLogger(__name__)
+
+#: Format version of metrics.json.
+METRICS_FORMAT_VERSION = 1
+
+
+@dataclass
+class ExperimentResult:
+    """Everything a run produced, in memory; ``report.write_run`` turns it into the run folder."""
+
+    config: RunConfig
+    dataset: Dataset
+    split: SeedSplit
+    detector: VAEAnomalyDetector
+    scores: dict[str, np.ndarray]  # normal_train, valid, test (aligned with the split's arrays)
+    metrics: dict[str, Any]  # the content of metrics.json
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def selected_rule(self) -> str:
+        return self.config.threshold.rule
+
+    @property
+    def threshold(self) -> float:
+        return self.detector.threshold_
+
+
+def prepare_data(config: RunConfig, *, progress: bool = False) -> tuple[Dataset, SeedSplit]:
+    """Load the dataset of ``config`` and make the seed's selection and split."""
+    data = config.data
+    dataset = load_dataset(
+        data.dataset,
+        data_dir=data.data_dir,
+        test_fraction=data.test_fraction,
+        seed=config.seed,
+        download=data.download,
+        progress=progress,
+    )
+    normal = parse_classes(data.normal, dataset.class_names, option="--normal")
+    abnormal = parse_classes(data.abnormal, dataset.class_names, option="--abnormal")
+    check_classes(normal, abnormal, class_names=dataset.class_names)
+    split = seed_split(
+        dataset, normal, abnormal, valid_fraction=data.valid_fraction, seed=config.seed
+    )
+    return dataset, split
+
+
+def run_experiment(config: RunConfig, *, progress: bool = False) -> ExperimentResult:
+    """Reproduce the seed experiment with ``config``: train on normal images, score validation and
+    test images, compute every threshold rule, and measure each on the test set."""
+    config.validate()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    dataset, split = prepare_data(config, progress=progress)
+    timings["load_data_s"] = time.perf_counter() - start
+    log.info("data: %s from %s; %s", dataset.name, dataset.source, split.summary())
+
+    detector = VAEAnomalyDetector.from_config(config, progress=progress)
+    detector.fit(split.normal_train_x, validation_data=split.normal_valid_x)
+    timings["train_s"] = detector.train_seconds_
+
+    t = time.perf_counter()
+    scores = {
+        "normal_train": detector.normal_train_scores_,
+        "valid": detector.score_samples(split.valid_x),
+        "test": detector.score_samples(split.test_x),
+    }
+    detector.calibrate(split.valid_x, split.valid_is_anomaly, rule=config.threshold.rule)
+    timings["score_s"] = time.perf_counter() - t
+    metrics = build_metrics(config, dataset, split, detector, scores)
+    timings["total_s"] = time.perf_counter() - start
+    metrics["timings"] = timings
+    return ExperimentResult(config, dataset, split, detector, scores, metrics, timings)
+
+
+def build_metrics(
+    config: RunConfig,
+    dataset: Dataset,
+    split: SeedSplit,
+    detector: VAEAnomalyDetector,
+    scores: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """The content of metrics.json: thresholds with their test metrics, score statistics, AUROC/AP."""
+    valid, test = scores["valid"], scores["test"]
+    valid_anomaly, test_anomaly = split.valid_is_anomaly, split.test_is_anomaly
+    thresholds = {}
+    for rule, threshold in detector.thresholds_.items():
+        thresholds[rule] = {
+            "seed_name": threshold.seed_name,
+            "description": threshold.description,
+            "value": threshold.value,
+            "fallback": threshold.fallback,
+            "valid": classification_metrics(valid_anomaly, is_anomaly(valid, threshold.value)),
+            "test": classification_metrics(test_anomaly, is_anomaly(test, threshold.value)),
+        }
+    sweep = None
+    normal_valid, abnormal_valid = valid[~valid_anomaly], valid[valid_anomaly]
+    if len(abnormal_valid) and len(normal_valid) and abnormal_valid.mean() > normal_valid.mean():
+        _, candidates, accuracies = best_valid_accuracy_grid(normal_valid, abnormal_valid)
+        sweep = {"candidates": candidates.tolist(), "accuracies": accuracies.tolist()}
+    history = detector.history_
+    names = dataset.class_names
+    return {
+        "format_version": METRICS_FORMAT_VERSION,
+        "package_version": __version__,
+        "versions": _versions(),
+        "seed": config.seed,
+        "device": str(next(detector.model_.parameters()).device),
+        "dataset": {
+            "name": dataset.name,
+            "source": dataset.source,
+            "class_names": list(names),
+            "normal": [int(c) for c in split.normal],
+            "normal_names": [names[c] for c in split.normal],
+            "abnormal": [int(c) for c in split.abnormal],
+            "abnormal_names": [names[c] for c in split.abnormal],
+            "image_shape": list(detector.image_shape_),
+            "split": split.summary(),
+        },
+        "model": {"name": config.model.name, **detector.training_summary_},
+        "score": {
+            "name": config.score.score,
+            "sampled": config.score.sample,
+            "note": "decoded from a random sample of the codings (like the seed's Keras model)"
+            if config.score.sample
+            else "decoded from the codings mean (deterministic)",
+        },
+        "training": {
+            "epochs": len(history.train_loss),
+            "best_epoch": history.best_epoch,
+            "final_train_loss": history.train_loss[-1],
+            "best_valid_loss": min(history.valid_loss) if history.valid_loss else None,
+            "median_epoch_s": float(np.median(history.epoch_seconds)),
+        },
+        "selected_threshold": config.threshold.rule,
+        "thresholds": thresholds,
+        "ranking": {
+            "valid": ranking_metrics(valid_anomaly, valid),
+            "test": ranking_metrics(test_anomaly, test),
+        },
+        "score_statistics": {
+            "normal_train": score_statistics(scores["normal_train"]),
+            "normal_valid": score_statistics(normal_valid),
+            "abnormal_valid": score_statistics(abnormal_valid),
+            "normal_test": score_statistics(test[~test_anomaly]),
+            "abnormal_test": score_statistics(test[test_anomaly]),
+        },
+        "threshold_sweep": sweep,
+        "conventions": {
+            "score": "higher = more anomalous; an image is an anomaly when score >= threshold",
+            "confusion_matrix": "rows = label (F = abnormal, T = normal), columns = prediction (F, T), as the seed",
+            "precision_recall_f1": "positive = normal (T), as the seed printed them; *_anomaly: positive = anomaly",
+            "auroc_ap": "positive = anomaly, ranked by score",
+        },
+    }
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+    }

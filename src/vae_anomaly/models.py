@@ -1,0 +1,137 @@
+"""The VAE models: encode / reparameterize / decode / forward, and the loss as a plain function.
+
+The seed's model is Geron's fully connected VAE (Hands-On Machine Learning, chapter 17), a
+variational autoencoder after Kingma & Welling, "Auto-Encoding Variational Bayes" (2014).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MLPVAE(nn.Module):
+    """The seed's fully connected VAE with selu layers and a sigmoid output.
+
+    The encoder flattens the image and applies Dense layers of widths ``hidden`` (selu), then two
+    parallel heads give the codings mean and log-variance (``latent_dim`` each). The decoder mirrors
+    the widths and ends in one unit per pixel. For 28x28 images and the defaults this is the seed's
+    488,112-parameter model. Weights are Glorot-uniform and biases zero, as Keras initialises them.
+
+    Args:
+        image_shape: ``(C, H, W)`` of the images; the sizes of the first and last layer follow it.
+        hidden: encoder layer widths, e.g. ``(256, 128, 64)``; the decoder uses them reversed.
+        latent_dim: size of the codings.
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        hidden: Sequence[int] = (256, 128, 64),
+        latent_dim: int = 16,
+    ) -> None:
+        super().__init__()
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.latent_dim = int(latent_dim)
+        n_pixels = math.prod(self.image_shape)
+        widths = (n_pixels, *self.hidden)
+        self.encoder = nn.Sequential(
+            *(layer for a, b in pairwise(widths) for layer in (nn.Linear(a, b), nn.SELU()))
+        )
+        self.codings_mean = nn.Linear(self.hidden[-1], self.latent_dim)
+        self.codings_log_var = nn.Linear(self.hidden[-1], self.latent_dim)
+        dec_widths = (self.latent_dim, *reversed(self.hidden))
+        self.decoder = nn.Sequential(
+            *(layer for a, b in pairwise(dec_widths) for layer in (nn.Linear(a, b), nn.SELU())),
+            nn.Linear(
+                self.hidden[0], n_pixels
+            ),  # logits; the sigmoid is applied in decode / the loss
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot-uniform weights and zero biases, like Keras's Dense defaults."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``(N, C, H, W)`` -> codings mean and log-variance, each ``(N, latent_dim)``."""
+        h = self.encoder(x.flatten(1))
+        return self.codings_mean(h), self.codings_log_var(h)
+
+    @staticmethod
+    def reparameterize(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """Sample ``z = mean + exp(log_var / 2) * eps`` with ``eps ~ N(0, I)`` (torch's global RNG)."""
+        return mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Codings ``(N, latent_dim)`` -> pixel logits ``(N, C*H*W)``."""
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codings ``(N, latent_dim)`` -> reconstructed images ``(N, C, H, W)`` in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z)).view(-1, *self.image_shape)
+
+    def forward(
+        self, x: torch.Tensor, sample: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images ``(N, C, H, W)`` -> (pixel logits ``(N, C*H*W)``, codings mean, codings log-variance).
+
+        ``sample=True`` decodes a sample of the codings (training, like the seed's Sampling layer);
+        ``sample=False`` decodes the codings mean (deterministic scoring).
+        """
+        mean, log_var = self.encode(x)
+        z = self.reparameterize(mean, log_var) if sample else mean
+        return self.decode_logits(z), mean, log_var
+
+
+def kl_divergence(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per image, ``(N,)``: ``-0.5 * sum(1 + log_var - exp(log_var) - mean^2)``."""
+    return -0.5 * torch.sum(1 + log_var - log_var.exp() - mean.square(), dim=1)
+
+
+def vae_loss(
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    mean: torch.Tensor,
+    log_var: torch.Tensor,
+    kl_weight: float = 0.0,
+) -> torch.Tensor:
+    """The seed's loss: binary cross-entropy averaged over pixels and images, plus a weighted KL.
+
+    The reconstruction term is Keras's ``binary_crossentropy`` (computed from logits for stability).
+    The KL term of Kingma & Welling (2014) is averaged over images and multiplied by ``kl_weight``:
+    0 in the seed (its latent loss is commented out), ``1/784`` in Geron's book.
+
+    Args:
+        x: target images ``(N, C, H, W)`` in [0, 1].
+        logits: decoder output ``(N, C*H*W)``.
+        mean, log_var: codings ``(N, latent_dim)``.
+        kl_weight: weight of the mean KL divergence.
+    """
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x.flatten(1))
+    if kl_weight == 0:
+        return reconstruction
+    return reconstruction + kl_weight * kl_divergence(mean, log_var).mean()
+
+
+def build_model(
+    name: str, image_shape: Sequence[int], hidden: Sequence[int], latent_dim: int
+) -> nn.Module:
+    """Build the model called ``name`` (see ``config.MODEL_NAMES``) for images of ``image_shape``."""
+    if name == "mlp_vae":
+        return MLPVAE(image_shape, hidden, latent_dim)
+    raise ValueError(f"unknown model {name!r}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
