@@ -41,6 +41,8 @@ class _OneLineErrors(TyperGroup):
                 warnings.showwarning = _show_warning
                 rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _CLICK_EXCEPTION as exc:  # usage errors: bad option, missing argument, bad value
+            if not exc.format_message():  # `vae-anomaly` alone: the help was printed
+                sys.exit(exc.exit_code)
             ctx_hint = " (see --help)" if getattr(exc, "ctx", None) is not None else ""
             typer.echo(f"error: {exc.format_message()}{ctx_hint}", err=True)
             sys.exit(exc.exit_code)
@@ -251,8 +253,12 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run folder.")] = False,
     progress: ProgressOpt = True,
 ) -> None:
-    """Reproduce the seed experiment: train the VAE on the normal classes, score validation and test
-    images, compute the five thresholds (and more), and report each one's test metrics."""
+    """Reproduce the seed experiment: train on the normal classes, set the thresholds, report test metrics.
+
+    Trains the seed's VAE on the normal classes, scores validation and test images by reconstruction
+    error, computes every threshold rule (the seed's five and two more) and prints each one's confusion
+    matrix, accuracy, precision, recall and F1, with AUROC and average precision. Writes a run folder.
+    """
     config = build_config(
         config_file,
         preset,
