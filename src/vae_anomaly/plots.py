@@ -78,7 +78,7 @@ def loss_curves(
 def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, title: str) -> Figure:
     """Originals (top row) and their reconstructions (bottom row), side by side, up to 30 images."""
     n = min(30, len(originals))
-    fig = Figure(figsize=(15, 1.9), layout="constrained")
+    fig = Figure(figsize=(15, 1.55), layout="constrained")
     axes = fig.subplots(2, 1)
     for ax, images, label in ((axes[0], originals, "original"), (axes[1], reconstructions, "reconstruction")):
         mosaic = _mosaic(images[:n])
@@ -192,7 +192,9 @@ def roc_pr_curves(
     roc_ax.plot([0, 1], [0, 1], ":", color="gray", label="chance")
     pr_ax.plot(recall, precision, color="black", label=f"PR, AP = {ap:.4f}")
     pr_ax.axhline(y.mean(), linestyle=":", color="gray", label=f"chance = {y.mean():.3f}")
-    for label, value in thresholds.items():
+    # rules without a seed colour first, so the seed's five are drawn on top
+    ordered = sorted(thresholds.items(), key=lambda kv: colours[kv[0]] in SEED_THRESHOLD_COLOURS.values())
+    for label, value in ordered:
         pred = s >= value
         tp, fp = np.sum(pred & y), np.sum(pred & ~y)
         p_fpr, p_tpr = fp / max(1, np.sum(~y)), tp / max(1, np.sum(y))
