@@ -29,7 +29,7 @@ def threshold_colours(seed_names: Mapping[str, str | None]) -> dict[str, str]:
     """Colour per rule: the seed's colour for threshold1..5, then distinct others."""
     others = iter(_OTHER_COLOURS * 4)
     return {
-        rule: SEED_THRESHOLD_COLOURS.get(seed or "", None) or next(others)
+        rule: SEED_THRESHOLD_COLOURS.get(seed or "") or next(others)
         for rule, seed in seed_names.items()
     }
 

@@ -433,7 +433,7 @@ def _figure_specs(data: _RunData) -> list[tuple[str, str, str, Any, bool]]:
     selected = metrics["selected_threshold"]
     seed_rules = {t["seed_name"]: rule for rule, t in thresholds.items() if t.get("seed_name")}
     label_of = {rule: f"{seed_rules_name} {rule}" for seed_rules_name, rule in seed_rules.items()}
-    for rule, t in thresholds.items():
+    for rule in thresholds:
         label_of.setdefault(rule, rule)
     colours = {label_of[r]: c for r, c in plots.threshold_colours({r: t.get("seed_name") for r, t in thresholds.items()}).items()}
     score_name = metrics.get("score", {}).get("name", "score")
