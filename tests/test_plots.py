@@ -21,7 +21,11 @@ COLOURS = {k: plots.SEED_THRESHOLD_COLOURS[k.split()[0]] for k in SEED_RULES}
 
 
 def _vlines(ax) -> list[Line2D]:
-    return [line for line in ax.get_lines() if np.ptp(line.get_xdata()) == 0 and len(line.get_xdata()) == 2]
+    return [
+        line
+        for line in ax.get_lines()
+        if np.ptp(line.get_xdata()) == 0 and len(line.get_xdata()) == 2
+    ]
 
 
 def test_histogram_of_all_test_scores_has_one_line_per_rule_in_the_seed_colours():
@@ -83,10 +87,14 @@ def test_sweep_confusion_loss_gallery_and_pca():
     x = rng.uniform(size=(3, 1, 8, 8))
     fig = plots.example_gallery(x, x, x[:, 0], ["a", "b", "c"], "g")
     assert sum(len(ax.images) for ax in fig.axes) == 9
-    fig = plots.latent_pca(rng.normal(size=(30, 4)), np.repeat([0, 1, 7], 10), [str(i) for i in range(10)], [7])
+    fig = plots.latent_pca(
+        rng.normal(size=(30, 4)), np.repeat([0, 1, 7], 10), [str(i) for i in range(10)], [7]
+    )
     assert len(fig.axes[0].collections) == 3
 
 
-@pytest.mark.parametrize("seed_name, colour", [("threshold1", "green"), ("threshold5", "red"), (None, "tab:orange")])
+@pytest.mark.parametrize(
+    "seed_name, colour", [("threshold1", "green"), ("threshold5", "red"), (None, "tab:orange")]
+)
 def test_threshold_colours(seed_name, colour):
     assert plots.threshold_colours({"rule": seed_name})["rule"] == colour

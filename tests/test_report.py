@@ -19,7 +19,17 @@ runner = CliRunner()
 def run_dir(synthetic_fashion_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "run"
     result = runner.invoke(
-        app, ["run", "--data-dir", str(synthetic_fashion_dir), "--epochs", "1", "--out", str(out), "--no-progress"]
+        app,
+        [
+            "run",
+            "--data-dir",
+            str(synthetic_fashion_dir),
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "Total params" in result.output
@@ -35,7 +45,16 @@ def test_run_writes_every_figure_and_a_self_contained_report(run_dir):
     assert "<script" not in html and "http://" not in html and "https://" not in html
     assert "Missing figures" not in html
     # in order: config, metrics per rule, the seed's numbers, AUROC/AP, figures
-    order = [html.index(h) for h in ("Config and data", "Metrics per threshold rule", "published results", "AUROC and average precision", "<h2>Figures")]
+    order = [
+        html.index(h)
+        for h in (
+            "Config and data",
+            "Metrics per threshold rule",
+            "published results",
+            "AUROC and average precision",
+            "<h2>Figures",
+        )
+    ]
     assert order == sorted(order)
     assert "threshold5" in html and "Total params" in html
     assert run_dir.name in html and ".partial" not in html
@@ -48,7 +67,9 @@ def test_report_command_regenerates_the_same_files(run_dir, tmp_path):
     (copy / "report.html").unlink()
     result = runner.invoke(app, ["report", str(copy)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (copy / "figures").glob("*")) == sorted(p.name for p in (run_dir / "figures").glob("*"))
+    assert sorted(p.name for p in (copy / "figures").glob("*")) == sorted(
+        p.name for p in (run_dir / "figures").glob("*")
+    )
     html = (copy / "report.html").read_text(encoding="utf-8")
     assert html.count('src="data:image/png;base64,') == 23
 

@@ -64,12 +64,26 @@ def loss_curves(
     epochs = np.arange(1, len(train_loss) + 1)
     ax.plot(epochs, train_loss, label="training (normal train images)", color="tab:blue")
     if len(valid_loss):
-        ax.plot(epochs[: len(valid_loss)], valid_loss, label="validation (normal valid images)", color="tab:orange")
+        ax.plot(
+            epochs[: len(valid_loss)],
+            valid_loss,
+            label="validation (normal valid images)",
+            color="tab:orange",
+        )
     if best_epoch:
-        ax.axvline(best_epoch, color="gray", linestyle="--", label=f"best epoch {best_epoch} (weights kept)")
+        ax.axvline(
+            best_epoch,
+            color="gray",
+            linestyle="--",
+            label=f"best epoch {best_epoch} (weights kept)",
+        )
         if len(valid_loss) >= best_epoch:
             ax.plot([best_epoch], [valid_loss[best_epoch - 1]], "o", color="tab:orange")
-    ax.set(xlabel="epoch", ylabel="loss (binary cross-entropy per pixel)", title="Training and validation loss")
+    ax.set(
+        xlabel="epoch",
+        ylabel="loss (binary cross-entropy per pixel)",
+        title="Training and validation loss",
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -80,9 +94,18 @@ def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, titl
     n = min(30, len(originals))
     fig = Figure(figsize=(15, 1.55), layout="constrained")
     axes = fig.subplots(2, 1)
-    for ax, images, label in ((axes[0], originals, "original"), (axes[1], reconstructions, "reconstruction")):
+    for ax, images, label in (
+        (axes[0], originals, "original"),
+        (axes[1], reconstructions, "reconstruction"),
+    ):
         mosaic = _mosaic(images[:n])
-        ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(
+            mosaic,
+            cmap="gray" if mosaic.ndim == 2 else None,
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
@@ -91,7 +114,10 @@ def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, titl
 
 
 def pixel_plots(
-    normal: np.ndarray, normal_reconstruction: np.ndarray, abnormal: np.ndarray, abnormal_reconstruction: np.ndarray
+    normal: np.ndarray,
+    normal_reconstruction: np.ndarray,
+    abnormal: np.ndarray,
+    abnormal_reconstruction: np.ndarray,
 ) -> Figure:
     """The seed's 1-D plots: every pixel of an image (red) and its reconstruction (green), the error
     between them filled; the first normal and the first abnormal test image."""
@@ -136,24 +162,48 @@ def score_histogram(
     bins = np.linspace(lo, hi, 101) if hi > lo else 100
     fills = (NORMAL_COLOUR, ANOMALY_COLOUR) if len(groups) > 1 else ("tab:gray",)
     for (label, scores), colour in zip(groups.items(), fills, strict=False):
-        ax.hist(scores, bins=bins, alpha=0.6 if len(groups) > 1 else 0.8, color=colour, label=f"{label} (n={len(scores)})")
+        ax.hist(
+            scores,
+            bins=bins,
+            alpha=0.6 if len(groups) > 1 else 0.8,
+            color=colour,
+            label=f"{label} (n={len(scores)})",
+        )
     for label, value in thresholds.items():
         ax.axvline(value, color=colours[label], linewidth=1.5, label=f"{label} = {value:.4f}")
-    ax.set(xlabel=f"anomaly score ({score_name}; higher = more anomalous)", ylabel="images per bin", title=title)
+    ax.set(
+        xlabel=f"anomaly score ({score_name}; higher = more anomalous)",
+        ylabel="images per bin",
+        title=title,
+    )
     ax.legend(fontsize=8, loc="upper right")
     return fig
 
 
-def threshold_sweep(candidates: Sequence[float], accuracies: Sequence[float], chosen: float | None) -> Figure:
+def threshold_sweep(
+    candidates: Sequence[float], accuracies: Sequence[float], chosen: float | None
+) -> Figure:
     """Validation accuracy of each candidate threshold of the seed's 100-step sweep (threshold5)."""
     fig = Figure(figsize=(8, 4), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(candidates, accuracies, ".-", color="tab:gray", markersize=4, label="candidate thresholds")
+    ax.plot(
+        candidates, accuracies, ".-", color="tab:gray", markersize=4, label="candidate thresholds"
+    )
     if chosen is not None:
         i = int(np.argmin(np.abs(np.asarray(candidates) - chosen)))
-        ax.plot([candidates[i]], [accuracies[i]], "o", color="red", markersize=9,
-                label=f"chosen (threshold5) = {candidates[i]:.4f}, accuracy {accuracies[i]:.4f}")
-    ax.set(xlabel="threshold (anomaly score)", ylabel="validation accuracy", title="Threshold sweep on validation (threshold5 = the best)")
+        ax.plot(
+            [candidates[i]],
+            [accuracies[i]],
+            "o",
+            color="red",
+            markersize=9,
+            label=f"chosen (threshold5) = {candidates[i]:.4f}, accuracy {accuracies[i]:.4f}",
+        )
+    ax.set(
+        xlabel="threshold (anomaly score)",
+        ylabel="validation accuracy",
+        title="Threshold sweep on validation (threshold5 = the best)",
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -193,17 +243,33 @@ def roc_pr_curves(
     pr_ax.plot(recall, precision, color="black", label=f"PR, AP = {ap:.4f}")
     pr_ax.axhline(y.mean(), linestyle=":", color="gray", label=f"chance = {y.mean():.3f}")
     # rules without a seed colour first, so the seed's five are drawn on top
-    ordered = sorted(thresholds.items(), key=lambda kv: colours[kv[0]] in SEED_THRESHOLD_COLOURS.values())
+    ordered = sorted(
+        thresholds.items(), key=lambda kv: colours[kv[0]] in SEED_THRESHOLD_COLOURS.values()
+    )
     for label, value in ordered:
         pred = s >= value
         tp, fp = np.sum(pred & y), np.sum(pred & ~y)
         p_fpr, p_tpr = fp / max(1, np.sum(~y)), tp / max(1, np.sum(y))
         p_prec = tp / max(1, tp + fp)
-        kw = {"marker": "o", "color": colours[label], "markersize": 8, "markeredgecolor": "black", "linestyle": ""}
+        kw = {
+            "marker": "o",
+            "color": colours[label],
+            "markersize": 8,
+            "markeredgecolor": "black",
+            "linestyle": "",
+        }
         roc_ax.plot([p_fpr], [p_tpr], label=label, **kw)
         pr_ax.plot([p_tpr], [p_prec], label=label, **kw)
-    roc_ax.set(xlabel="false positive rate (normal flagged)", ylabel="true positive rate (anomalies caught)", title="ROC on test (positive = anomaly)")
-    pr_ax.set(xlabel="recall (anomalies caught)", ylabel="precision (flagged that are anomalies)", title="Precision-recall on test (positive = anomaly)")
+    roc_ax.set(
+        xlabel="false positive rate (normal flagged)",
+        ylabel="true positive rate (anomalies caught)",
+        title="ROC on test (positive = anomaly)",
+    )
+    pr_ax.set(
+        xlabel="recall (anomalies caught)",
+        ylabel="precision (flagged that are anomalies)",
+        title="Precision-recall on test (positive = anomaly)",
+    )
     for ax in (roc_ax, pr_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left" if ax is pr_ax else "lower right")
@@ -222,8 +288,15 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], title: str) -> Figure:
     ax.set_yticks([0, 1], names)
     ax.set(xlabel="predicted", ylabel="label (true)", title=title)
     for (i, j), count in np.ndenumerate(cm):
-        ax.text(j, i, f"{count}", ha="center", va="center", fontsize=14,
-                color="white" if count > cm.max() / 2 else "black")
+        ax.text(
+            j,
+            i,
+            f"{count}",
+            ha="center",
+            va="center",
+            fontsize=14,
+            color="white" if count > cm.max() / 2 else "black",
+        )
     fig.colorbar(im, ax=ax, label="images")
     return fig
 
@@ -261,7 +334,12 @@ def example_gallery(
     return fig
 
 
-def latent_pca(codings: np.ndarray, classes: np.ndarray, class_names: Sequence[str], anomaly_classes: Sequence[int]) -> Figure:
+def latent_pca(
+    codings: np.ndarray,
+    classes: np.ndarray,
+    class_names: Sequence[str],
+    anomaly_classes: Sequence[int],
+) -> Figure:
     """Codings means ``(N, latent_dim)`` projected on their first two principal components."""
     z = np.asarray(codings, float)
     centred = z - z.mean(axis=0)
@@ -273,9 +351,19 @@ def latent_pca(codings: np.ndarray, classes: np.ndarray, class_names: Sequence[s
     for k, c in enumerate(np.unique(classes)):
         sel = classes == c
         kind = "abnormal" if int(c) in anomaly_classes else "normal"
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=5, alpha=0.5, color=f"C{k}", marker="^" if kind == "abnormal" else "o",
-                   label=f"{class_names[int(c)]} ({kind})")
-    ax.set(xlabel=f"PC 1 ({explained[0]:.0%} of variance)", ylabel=f"PC 2 ({explained[1] if len(explained) > 1 else 0:.0%} of variance)",
-           title="Codings means of the test images (PCA to 2-D)")
+        ax.scatter(
+            xy[sel, 0],
+            xy[sel, 1],
+            s=5,
+            alpha=0.5,
+            color=f"C{k}",
+            marker="^" if kind == "abnormal" else "o",
+            label=f"{class_names[int(c)]} ({kind})",
+        )
+    ax.set(
+        xlabel=f"PC 1 ({explained[0]:.0%} of variance)",
+        ylabel=f"PC 2 ({explained[1] if len(explained) > 1 else 0:.0%} of variance)",
+        title="Codings means of the test images (PCA to 2-D)",
+    )
     ax.legend(markerscale=3)
     return fig

@@ -327,7 +327,9 @@ def _read_run(run_dir: Path, *, load_images: bool) -> _RunData:
         raise InputError(f"run folder {run_dir} does not exist.")
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.exists():
-        raise InputError(f"{metrics_path} is missing; is {run_dir} a finished vae-anomaly run folder?")
+        raise InputError(
+            f"{metrics_path} is missing; is {run_dir} a finished vae-anomaly run folder?"
+        )
     try:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         metrics["thresholds"], metrics["dataset"], metrics["ranking"]  # noqa: B018
@@ -366,7 +368,9 @@ def _load_images(data: _RunData) -> None:
     except (VAEAnomalyError, OSError) as exc:
         data.images_missing = f"the model could not be loaded: {exc}"
         return
-    config = dataclasses.replace(data.config, data=dataclasses.replace(data.config.data, download=False))
+    config = dataclasses.replace(
+        data.config, data=dataclasses.replace(data.config.data, download=False)
+    )
     try:
         _, split = prepare_data(config)
     except (VAEAnomalyError, OSError) as exc:
@@ -375,7 +379,9 @@ def _load_images(data: _RunData) -> None:
     if not np.array_equal(split.test_index, data.scores["test"]["index"]) or not np.array_equal(
         split.valid_index, data.scores["valid"]["index"]
     ):
-        data.images_missing = "the dataset found now does not give the run's split (scores.csv indices differ)"
+        data.images_missing = (
+            "the dataset found now does not give the run's split (scores.csv indices differ)"
+        )
         return
     data.split = split
 
@@ -384,8 +390,18 @@ def _from_result(result: Any, run_dir: Path) -> _RunData:
     split, scores = result.split, result.scores
     history = result.detector.history_
     raw = {
-        "test": {"index": split.test_index, "class": split.test_y, "is_anomaly": split.test_is_anomaly, "score": scores["test"]},
-        "valid": {"index": split.valid_index, "class": split.valid_y, "is_anomaly": split.valid_is_anomaly, "score": scores["valid"]},
+        "test": {
+            "index": split.test_index,
+            "class": split.test_y,
+            "is_anomaly": split.test_is_anomaly,
+            "score": scores["test"],
+        },
+        "valid": {
+            "index": split.valid_index,
+            "class": split.valid_y,
+            "is_anomaly": split.valid_is_anomaly,
+            "score": scores["valid"],
+        },
         "normal_train": {
             "index": split.normal_train_index,
             "class": split.normal_train_y,
@@ -435,82 +451,202 @@ def _figure_specs(data: _RunData) -> list[tuple[str, str, str, Any, bool]]:
     label_of = {rule: f"{seed_rules_name} {rule}" for seed_rules_name, rule in seed_rules.items()}
     for rule in thresholds:
         label_of.setdefault(rule, rule)
-    colours = {label_of[r]: c for r, c in plots.threshold_colours({r: t.get("seed_name") for r, t in thresholds.items()}).items()}
+    colours = {
+        label_of[r]: c
+        for r, c in plots.threshold_colours(
+            {r: t.get("seed_name") for r, t in thresholds.items()}
+        ).items()
+    }
     score_name = metrics.get("score", {}).get("name", "score")
     s = data.scores
 
     def lines(*seed_names: str) -> dict[str, float]:
-        return {label_of[seed_rules[n]]: thresholds[seed_rules[n]]["value"] for n in seed_names if n in seed_rules}
+        return {
+            label_of[seed_rules[n]]: thresholds[seed_rules[n]]["value"]
+            for n in seed_names
+            if n in seed_rules
+        }
 
     def hist(groups: dict[str, np.ndarray], seed_names: tuple[str, ...], title: str) -> Any:
-        return lambda: plots.score_histogram(groups, lines(*seed_names), colours, title, score_name=score_name)
+        return lambda: plots.score_histogram(
+            groups, lines(*seed_names), colours, title, score_name=score_name
+        )
 
     names = metrics["dataset"]["class_names"]
     normal_names = ", ".join(metrics["dataset"]["normal_names"])
     abnormal_names = ", ".join(metrics["dataset"]["abnormal_names"])
     specs: list[tuple[str, str, str, Any, bool]] = [
-        ("01_loss.png", "Training and validation loss",
-         "Loss per epoch on the normal training and normal validation images; lower is better, the dashed line is the epoch whose weights were kept. Curves that part ways mean overfitting.",
-         lambda: plots.loss_curves(data.history["train_loss"], data.history["valid_loss"], metrics["training"].get("best_epoch")), False),
+        (
+            "01_loss.png",
+            "Training and validation loss",
+            "Loss per epoch on the normal training and normal validation images; lower is better, the dashed line is the epoch whose weights were kept. Curves that part ways mean overfitting.",
+            lambda: plots.loss_curves(
+                data.history["train_loss"],
+                data.history["valid_loss"],
+                metrics["training"].get("best_epoch"),
+            ),
+            False,
+        ),
     ]
     for k, (subset, label) in enumerate(_SUBSETS):
-        specs.append((f"02{chr(ord('a') + k)}_reconstructions_{subset}.png", f"Reconstructions: {label}",
-                      f"Top row: the first 30 {label} images; bottom row: what the VAE rebuilt. Normal images ({normal_names}) should come back sharp, anomalies ({abnormal_names}) blurred or turned into a normal class.",
-                      (lambda subset=subset, label=label: _reconstruction_figure(data, subset, label)), True))
-    specs.append(("03_pixel_plots.png", "Pixels of one normal and one abnormal image",
-                  "Each image's pixels in a row (input red, reconstruction green); the shaded area is the reconstruction error, the anomaly score is its mean. A larger shaded area means more anomalous.",
-                  lambda: _pixel_figure(data), True))
+        specs.append(
+            (
+                f"02{chr(ord('a') + k)}_reconstructions_{subset}.png",
+                f"Reconstructions: {label}",
+                f"Top row: the first 30 {label} images; bottom row: what the VAE rebuilt. Normal images ({normal_names}) should come back sharp, anomalies ({abnormal_names}) blurred or turned into a normal class.",
+                (lambda subset=subset, label=label: _reconstruction_figure(data, subset, label)),
+                True,
+            )
+        )
+    specs.append(
+        (
+            "03_pixel_plots.png",
+            "Pixels of one normal and one abnormal image",
+            "Each image's pixels in a row (input red, reconstruction green); the shaded area is the reconstruction error, the anomaly score is its mean. A larger shaded area means more anomalous.",
+            lambda: _pixel_figure(data),
+            True,
+        )
+    )
     all_five = _SEED_RULE_ORDER
     specs += [
-        ("04a_hist_normal_train.png", "Scores of the normal training images",
-         "Histogram of the anomaly scores of the images the VAE trained on; threshold1 is their mean + 2.5 std.",
-         hist({"normal train": s["normal_train"]["score"]}, ("threshold1",), "Scores: normal train"), False),
-        ("04b_hist_abnormal_valid.png", "Scores of the abnormal validation images",
-         "Anomalies should sit to the right of the thresholds; threshold2 is their mean minus one std.",
-         hist({"abnormal validation": s["abnormal_valid"]["score"]}, ("threshold2", "threshold1"), "Scores: abnormal validation"), False),
-        ("04c_hist_normal_valid.png", "Scores of the normal validation images",
-         "Normal images should sit to the left of the thresholds; threshold3 is their mean plus one std.",
-         hist({"normal validation": s["normal_valid"]["score"]}, ("threshold3", "threshold2", "threshold1"), "Scores: normal validation"), False),
-        ("04d_hist_valid.png", "Scores of all validation images",
-         "Normal (blue) and abnormal (orange) validation scores with every seed threshold; the less the two overlap, the better any threshold can separate them.",
-         hist({"normal validation": s["normal_valid"]["score"], "abnormal validation": s["abnormal_valid"]["score"]}, all_five, "Scores: all validation"), False),
-        ("04e_hist_test.png", "Scores of all test images",
-         "Normal (blue) and abnormal (orange) test scores with every seed threshold: images right of a line are flagged as anomalies by that rule.",
-         hist({"normal test": s["normal_test"]["score"], "abnormal test": s["abnormal_test"]["score"]}, all_five, "Scores: all test"), False),
+        (
+            "04a_hist_normal_train.png",
+            "Scores of the normal training images",
+            "Histogram of the anomaly scores of the images the VAE trained on; threshold1 is their mean + 2.5 std.",
+            hist(
+                {"normal train": s["normal_train"]["score"]},
+                ("threshold1",),
+                "Scores: normal train",
+            ),
+            False,
+        ),
+        (
+            "04b_hist_abnormal_valid.png",
+            "Scores of the abnormal validation images",
+            "Anomalies should sit to the right of the thresholds; threshold2 is their mean minus one std.",
+            hist(
+                {"abnormal validation": s["abnormal_valid"]["score"]},
+                ("threshold2", "threshold1"),
+                "Scores: abnormal validation",
+            ),
+            False,
+        ),
+        (
+            "04c_hist_normal_valid.png",
+            "Scores of the normal validation images",
+            "Normal images should sit to the left of the thresholds; threshold3 is their mean plus one std.",
+            hist(
+                {"normal validation": s["normal_valid"]["score"]},
+                ("threshold3", "threshold2", "threshold1"),
+                "Scores: normal validation",
+            ),
+            False,
+        ),
+        (
+            "04d_hist_valid.png",
+            "Scores of all validation images",
+            "Normal (blue) and abnormal (orange) validation scores with every seed threshold; the less the two overlap, the better any threshold can separate them.",
+            hist(
+                {
+                    "normal validation": s["normal_valid"]["score"],
+                    "abnormal validation": s["abnormal_valid"]["score"],
+                },
+                all_five,
+                "Scores: all validation",
+            ),
+            False,
+        ),
+        (
+            "04e_hist_test.png",
+            "Scores of all test images",
+            "Normal (blue) and abnormal (orange) test scores with every seed threshold: images right of a line are flagged as anomalies by that rule.",
+            hist(
+                {
+                    "normal test": s["normal_test"]["score"],
+                    "abnormal test": s["abnormal_test"]["score"],
+                },
+                all_five,
+                "Scores: all test",
+            ),
+            False,
+        ),
     ]
     sweep = metrics.get("threshold_sweep")
     if sweep:
         chosen = thresholds.get("best_valid_accuracy", {}).get("value")
-        specs.append(("05_threshold_sweep.png", "Threshold sweep on validation",
-                      "Validation accuracy of each of the 100 candidate thresholds between the normal and abnormal validation means; the red dot is threshold5, the most accurate.",
-                      lambda: plots.threshold_sweep(sweep["candidates"], sweep["accuracies"], chosen), False))
+        specs.append(
+            (
+                "05_threshold_sweep.png",
+                "Threshold sweep on validation",
+                "Validation accuracy of each of the 100 candidate thresholds between the normal and abnormal validation means; the red dot is threshold5, the most accurate.",
+                lambda: plots.threshold_sweep(sweep["candidates"], sweep["accuracies"], chosen),
+                False,
+            )
+        )
     specs += [
-        ("06a_generated.png", "Generated images",
-         "12 images decoded from random codings ~ N(0, I). With the seed's KL weight of 0 the codings are not pulled towards N(0, I), so these may look like noise or blends.",
-         lambda: _generated_figure(data, interpolate=False), True),
-        ("06b_interpolation.png", "Semantic interpolation",
-         "The 3x4 grid of random codings resized bilinearly to 5x7 and decoded: neighbours blend smoothly if the latent space is smooth.",
-         lambda: _generated_figure(data, interpolate=True), True),
-        ("07_roc_pr.png", "ROC and precision-recall on test",
-         "Threshold-free quality of the score (positive = anomaly): the closer the curves hug the top-left (ROC) and top-right (PR) corners, the better. Dots: each threshold rule's operating point.",
-         lambda: plots.roc_pr_curves(s["test"]["is_anomaly"], s["test"]["score"],
-                                     {label_of[r]: t["value"] for r, t in thresholds.items()},
-                                     {label_of[r]: colours[label_of[r]] for r in thresholds}), False),
-        ("08_confusion_matrix.png", "Confusion matrix at the selected threshold",
-         f"Test images counted by label (rows) and prediction (columns) at {selected}, in the seed's convention (T = normal, F = abnormal): the diagonal is right.",
-         lambda: plots.confusion_heatmap(thresholds[selected]["test"]["confusion_matrix"], f"Test, {label_of[selected]}"), False),
-        ("09a_most_anomalous.png", "The most anomalous test images",
-         "The highest-scoring test images: input, reconstruction and where the error is (bright = large error).",
-         lambda: _gallery_figure(data, "most_anomalous", names), True),
-        ("09b_false_positives.png", "False positives",
-         f"Normal test images flagged as anomalies at {selected}, highest score first: what the detector confuses with {abnormal_names}.",
-         lambda: _gallery_figure(data, "false_positives", names), True),
-        ("09c_false_negatives.png", "False negatives",
-         f"Anomalies that passed as normal at {selected}, lowest score first: the VAE reconstructed them too well.",
-         lambda: _gallery_figure(data, "false_negatives", names), True),
-        ("10_latent_pca.png", "Codings of the test images",
-         "The codings means of the test images on their first two principal components, one colour per class: anomalies far from the normal clusters are easy to detect.",
-         lambda: _latent_figure(data, names), True),
+        (
+            "06a_generated.png",
+            "Generated images",
+            "12 images decoded from random codings ~ N(0, I). With the seed's KL weight of 0 the codings are not pulled towards N(0, I), so these may look like noise or blends.",
+            lambda: _generated_figure(data, interpolate=False),
+            True,
+        ),
+        (
+            "06b_interpolation.png",
+            "Semantic interpolation",
+            "The 3x4 grid of random codings resized bilinearly to 5x7 and decoded: neighbours blend smoothly if the latent space is smooth.",
+            lambda: _generated_figure(data, interpolate=True),
+            True,
+        ),
+        (
+            "07_roc_pr.png",
+            "ROC and precision-recall on test",
+            "Threshold-free quality of the score (positive = anomaly): the closer the curves hug the top-left (ROC) and top-right (PR) corners, the better. Dots: each threshold rule's operating point.",
+            lambda: plots.roc_pr_curves(
+                s["test"]["is_anomaly"],
+                s["test"]["score"],
+                {label_of[r]: t["value"] for r, t in thresholds.items()},
+                {label_of[r]: colours[label_of[r]] for r in thresholds},
+            ),
+            False,
+        ),
+        (
+            "08_confusion_matrix.png",
+            "Confusion matrix at the selected threshold",
+            f"Test images counted by label (rows) and prediction (columns) at {selected}, in the seed's convention (T = normal, F = abnormal): the diagonal is right.",
+            lambda: plots.confusion_heatmap(
+                thresholds[selected]["test"]["confusion_matrix"], f"Test, {label_of[selected]}"
+            ),
+            False,
+        ),
+        (
+            "09a_most_anomalous.png",
+            "The most anomalous test images",
+            "The highest-scoring test images: input, reconstruction and where the error is (bright = large error).",
+            lambda: _gallery_figure(data, "most_anomalous", names),
+            True,
+        ),
+        (
+            "09b_false_positives.png",
+            "False positives",
+            f"Normal test images flagged as anomalies at {selected}, highest score first: what the detector confuses with {abnormal_names}.",
+            lambda: _gallery_figure(data, "false_positives", names),
+            True,
+        ),
+        (
+            "09c_false_negatives.png",
+            "False negatives",
+            f"Anomalies that passed as normal at {selected}, lowest score first: the VAE reconstructed them too well.",
+            lambda: _gallery_figure(data, "false_negatives", names),
+            True,
+        ),
+        (
+            "10_latent_pca.png",
+            "Codings of the test images",
+            "The codings means of the test images on their first two principal components, one colour per class: anomalies far from the normal clusters are easy to detect.",
+            lambda: _latent_figure(data, names),
+            True,
+        ),
     ]
     return specs
 
@@ -537,8 +673,12 @@ def _pixel_figure(data: _RunData) -> Any:
     abnormal = _subset_images(data.split, "abnormal_test")[:1]
     if not len(normal) or not len(abnormal):
         raise InputError("the test set needs a normal and an abnormal image")
-    return plots.pixel_plots(_display(normal)[0], data.detector.reconstruct(normal)[0],
-                             _display(abnormal)[0], data.detector.reconstruct(abnormal)[0])
+    return plots.pixel_plots(
+        _display(normal)[0],
+        data.detector.reconstruct(normal)[0],
+        _display(abnormal)[0],
+        data.detector.reconstruct(abnormal)[0],
+    )
 
 
 def _generated_figure(data: _RunData, *, interpolate: bool) -> Any:
@@ -550,11 +690,15 @@ def _generated_figure(data: _RunData, *, interpolate: bool) -> Any:
     rng = np.random.default_rng(data.metrics.get("seed", 0))
     codings = rng.standard_normal((12, latent)).astype(np.float32)
     if not interpolate:
-        return plots.image_grid(data.detector.decode(codings), 3, 4, "12 images decoded from codings ~ N(0, I)")
+        return plots.image_grid(
+            data.detector.decode(codings), 3, 4, "12 images decoded from codings ~ N(0, I)"
+        )
     grid = torch.as_tensor(codings).reshape(3, 4, latent).permute(2, 0, 1)[None]
     grid = torch.nn.functional.interpolate(grid, size=(5, 7), mode="bilinear", align_corners=True)
     codings = grid[0].permute(1, 2, 0).reshape(35, latent).numpy()
-    return plots.image_grid(data.detector.decode(codings), 5, 7, "The 3x4 codings resized to 5x7 and decoded")
+    return plots.image_grid(
+        data.detector.decode(codings), 5, 7, "The 3x4 codings resized to 5x7 and decoded"
+    )
 
 
 def _gallery_figure(data: _RunData, kind: str, names: list[str], n: int = 8) -> Any:
@@ -576,8 +720,16 @@ def _gallery_figure(data: _RunData, kind: str, names: list[str], n: int = 8) -> 
     images = data.split.test_x[chosen]
     titles = [f"{names[int(test['class'][i])]}\nscore {score[i]:.4f}" for i in chosen]
     if not len(chosen):
-        return plots.example_gallery(np.zeros((0, 1, 1)), np.zeros((0, 1, 1)), np.zeros((0, 1, 1)), [], title)
-    return plots.example_gallery(_display(images), data.detector.reconstruct(images), data.detector.error_maps(images), titles, title)
+        return plots.example_gallery(
+            np.zeros((0, 1, 1)), np.zeros((0, 1, 1)), np.zeros((0, 1, 1)), [], title
+        )
+    return plots.example_gallery(
+        _display(images),
+        data.detector.reconstruct(images),
+        data.detector.error_maps(images),
+        titles,
+        title,
+    )
 
 
 def _latent_figure(data: _RunData, names: list[str]) -> Any:
@@ -623,7 +775,11 @@ def write_report(
 
     run_dir = Path(run_dir)
     start = time.perf_counter()
-    data = _from_result(result, run_dir) if result is not None else _read_run(run_dir, load_images=load_images)
+    data = (
+        _from_result(result, run_dir)
+        if result is not None
+        else _read_run(run_dir, load_images=load_images)
+    )
     data.name = name or run_dir.name
     if result is None and not load_images:
         data.images_missing = "images were not requested"
@@ -679,7 +835,9 @@ def _cm(matrix: Any) -> str:
     return "-" if matrix is None else _e(json.dumps(matrix).replace(" ", ""))
 
 
-def render_html(data: _RunData, figures: list[_Figure], model_summary_text: str | None, *, seconds: float = 0.0) -> str:
+def render_html(
+    data: _RunData, figures: list[_Figure], model_summary_text: str | None, *, seconds: float = 0.0
+) -> str:
     """The report as one HTML page with its figures embedded as PNG data URIs (no scripts, no fetches)."""
     import base64
     import datetime
@@ -719,12 +877,24 @@ def render_html(data: _RunData, figures: list[_Figure], model_summary_text: str 
         ("normal classes", ", ".join(d["normal_names"])),
         ("abnormal classes", ", ".join(d["abnormal_names"])),
         ("normal train images", split.get("normal_train")),
-        ("validation images (normal / abnormal)", f"{split.get('valid')} ({split.get('valid_normal')} / {split.get('valid_abnormal')})"),
-        ("test images (normal / abnormal)", f"{split.get('test')} ({split.get('test_normal')} / {split.get('test_abnormal')})"),
-        ("model", f"{m.get('model', {}).get('name')}, {m.get('model', {}).get('n_parameters', 0):,} parameters"),
+        (
+            "validation images (normal / abnormal)",
+            f"{split.get('valid')} ({split.get('valid_normal')} / {split.get('valid_abnormal')})",
+        ),
+        (
+            "test images (normal / abnormal)",
+            f"{split.get('test')} ({split.get('test_normal')} / {split.get('test_abnormal')})",
+        ),
+        (
+            "model",
+            f"{m.get('model', {}).get('name')}, {m.get('model', {}).get('n_parameters', 0):,} parameters",
+        ),
         ("score", f"{m.get('score', {}).get('name')}, {m.get('score', {}).get('note')}"),
         ("epochs (best)", f"{training.get('epochs')} ({training.get('best_epoch')})"),
-        ("final train loss / best valid loss", f"{_num(training.get('final_train_loss'))} / {_num(training.get('best_valid_loss'))}"),
+        (
+            "final train loss / best valid loss",
+            f"{_num(training.get('final_train_loss'))} / {_num(training.get('best_valid_loss'))}",
+        ),
         ("seed, device", f"{m.get('seed')}, {m.get('device')}"),
         ("timings", ", ".join(f"{k} {v:.1f}" for k, v in m.get("timings", {}).items())),
     ]
@@ -732,20 +902,28 @@ def render_html(data: _RunData, figures: list[_Figure], model_summary_text: str 
     p.append("</table>")
     p.append(f"<details><summary>config.toml</summary><pre>{_e(data.config_text)}</pre></details>")
     if model_summary_text:
-        p.append(f"<details open><summary>Model summary</summary><pre>{_e(model_summary_text)}</pre></details>")
+        p.append(
+            f"<details open><summary>Model summary</summary><pre>{_e(model_summary_text)}</pre></details>"
+        )
 
     # 2. metrics per threshold rule
     p.append("<h2>Metrics per threshold rule (test)</h2>")
-    p.append(f'<p class="muted">{_e(m.get("conventions", {}).get("confusion_matrix", ""))}. '
-             f'Precision, recall and F1: {_e(m.get("conventions", {}).get("precision_recall_f1", ""))}. '
-             f"An image is an anomaly when its score &ge; the threshold. The selected rule is highlighted.</p>")
-    p.append('<table><tr><th class="l">rule</th><th class="l">seed name</th><th>threshold</th><th>accuracy</th>'
-             "<th>precision</th><th>recall</th><th>F1</th><th>confusion matrix</th>"
-             "<th>precision (anomaly)</th><th>recall (anomaly)</th><th>valid accuracy</th></tr>")
+    p.append(
+        f'<p class="muted">{_e(m.get("conventions", {}).get("confusion_matrix", ""))}. '
+        f"Precision, recall and F1: {_e(m.get('conventions', {}).get('precision_recall_f1', ''))}. "
+        f"An image is an anomaly when its score &ge; the threshold. The selected rule is highlighted.</p>"
+    )
+    p.append(
+        '<table><tr><th class="l">rule</th><th class="l">seed name</th><th>threshold</th><th>accuracy</th>'
+        "<th>precision</th><th>recall</th><th>F1</th><th>confusion matrix</th>"
+        "<th>precision (anomaly)</th><th>recall (anomaly)</th><th>valid accuracy</th></tr>"
+    )
     for rule, t in m["thresholds"].items():
         tt = t["test"]
         cls = ' class="selected"' if rule == selected else ""
-        fallback = f'<br><span class="muted">{_e(t["fallback"])}</span>' if t.get("fallback") else ""
+        fallback = (
+            f'<br><span class="muted">{_e(t["fallback"])}</span>' if t.get("fallback") else ""
+        )
         p.append(
             f'<tr{cls}><td class="l" title="{_e(t.get("description", ""))}">{_e(rule)}{fallback}</td>'
             f'<td class="l">{_e(t.get("seed_name") or "-")}</td><td>{_num(t["value"], 5)}</td>'
@@ -759,8 +937,10 @@ def render_html(data: _RunData, figures: list[_Figure], model_summary_text: str 
     # 3. the seed's published numbers
     p.append("<h2>The seed notebook's published results beside ours</h2>")
     if is_seed_setting(m):
-        p.append('<table><tr><th class="l">rule</th><th>threshold seed / ours</th><th>accuracy seed / ours</th>'
-                 "<th>precision seed / ours</th><th>recall seed / ours</th><th>confusion matrix seed / ours</th></tr>")
+        p.append(
+            '<table><tr><th class="l">rule</th><th>threshold seed / ours</th><th>accuracy seed / ours</th>'
+            "<th>precision seed / ours</th><th>recall seed / ours</th><th>confusion matrix seed / ours</th></tr>"
+        )
         for rule, s in SEED_PUBLISHED.items():
             ours = m["thresholds"].get(rule)
             if ours is None:
@@ -774,19 +954,27 @@ def render_html(data: _RunData, figures: list[_Figure], model_summary_text: str 
                 f"<td>{_num(s.get('recall'))} / {_num(tt['recall'])}</td>"
                 f"<td>{_cm(s.get('confusion_matrix'))} / {_cm(tt['confusion_matrix'])}</td></tr>"
             )
-        p.append('</table><p class="muted">Seed: one Colab GPU run of the notebook (Keras, scores from a '
-                 "sampled coding). Differences of about a point are run-to-run noise.</p>")
+        p.append(
+            '</table><p class="muted">Seed: one Colab GPU run of the notebook (Keras, scores from a '
+            "sampled coding). Differences of about a point are run-to-run noise.</p>"
+        )
     else:
-        p.append("<p>Not comparable: this run does not use the seed's data and classes "
-                 "(Fashion-MNIST, normal T-shirt/top, Pullover, Shirt; abnormal Sneaker).</p>")
+        p.append(
+            "<p>Not comparable: this run does not use the seed's data and classes "
+            "(Fashion-MNIST, normal T-shirt/top, Pullover, Shirt; abnormal Sneaker).</p>"
+        )
 
     # 4. AUROC and AP
     p.append("<h2>AUROC and average precision</h2>")
     p.append('<table><tr><th class="l">subset</th><th>AUROC</th><th>average precision</th></tr>')
     for subset, r in ranking.items():
-        p.append(f'<tr><td class="l">{_e(subset)}</td><td>{_num(r["auroc"])}</td><td>{_num(r["average_precision"])}</td></tr>')
-    p.append(f'</table><p class="muted">{_e(m.get("conventions", {}).get("auroc_ap", ""))}; threshold-free: '
-             "the probability that a random anomaly scores above a random normal image (AUROC).</p>")
+        p.append(
+            f'<tr><td class="l">{_e(subset)}</td><td>{_num(r["auroc"])}</td><td>{_num(r["average_precision"])}</td></tr>'
+        )
+    p.append(
+        f'</table><p class="muted">{_e(m.get("conventions", {}).get("auroc_ap", ""))}; threshold-free: '
+        "the probability that a random anomaly scores above a random normal image (AUROC).</p>"
+    )
 
     # 5. figures
     p.append("<h2>Figures</h2>")
@@ -799,8 +987,10 @@ def render_html(data: _RunData, figures: list[_Figure], model_summary_text: str 
         if f.png is None:
             continue
         uri = "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")
-        p.append(f'<figure id="{_e(f.name[:-4])}"><h3>{_e(f.title)}</h3>'
-                 f'<img src="{uri}" alt="{_e(f.title)}"><figcaption>{_e(f.caption)} '
-                 f'<span class="muted">({FIGURES_DIR}/{_e(f.name)})</span></figcaption></figure>')
+        p.append(
+            f'<figure id="{_e(f.name[:-4])}"><h3>{_e(f.title)}</h3>'
+            f'<img src="{uri}" alt="{_e(f.title)}"><figcaption>{_e(f.caption)} '
+            f'<span class="muted">({FIGURES_DIR}/{_e(f.name)})</span></figcaption></figure>'
+        )
     p.append("</body></html>\n")
     return "\n".join(p)

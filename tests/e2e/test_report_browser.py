@@ -32,14 +32,26 @@ def _chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip("chromium not installed: run `make browser` (apt-get install chromium) to enable this test")
+    pytest.skip(
+        "chromium not installed: run `make browser` (apt-get install chromium) to enable this test"
+    )
 
 
 def test_report_opens_offline_with_every_image(synthetic_fashion_dir, tmp_path):
     chromium = _chromium()
     out = tmp_path / "run"
     result = CliRunner().invoke(
-        app, ["run", "--data-dir", str(synthetic_fashion_dir), "--epochs", "1", "--out", str(out), "--no-progress"]
+        app,
+        [
+            "run",
+            "--data-dir",
+            str(synthetic_fashion_dir),
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 0, result.output
     html = (out / "report.html").read_text(encoding="utf-8")
@@ -49,12 +61,24 @@ def test_report_opens_offline_with_every_image(synthetic_fashion_dir, tmp_path):
     probe.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
     proc = subprocess.run(
         [
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-            "--virtual-time-budget=5000", "--dump-dom", probe.as_uri(),
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
         ],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     match = re.search(r"<pre id=\"probe\">IMAGES ([\d,]*)</pre>", proc.stdout)
     assert match, f"the page did not load: {proc.stderr[-2000:]}"
@@ -66,11 +90,21 @@ def test_report_opens_offline_with_every_image(synthetic_fashion_dir, tmp_path):
     screenshot = tmp_path / "report.png"
     subprocess.run(
         [
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={screenshot}",
-            "--window-size=1400,3000", (out / "report.html").as_uri(),
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile2'}",
+            f"--screenshot={screenshot}",
+            "--window-size=1400,3000",
+            (out / "report.html").as_uri(),
         ],
-        capture_output=True, timeout=120, check=True,
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     assert screenshot.stat().st_size > 10_000
