@@ -288,12 +288,39 @@ def run(
     run_dir = out if out is not None else default_run_dir(config.name)
     check_run_dir(run_dir, force=force)  # fail before training, not after
     result = run_experiment(config, progress=progress)
+    from .models import model_summary
+
+    typer.echo(model_summary(result.detector.model_))
     write_run(result, run_dir, force=force)
     typer.echo(format_text_report(result.metrics), nl=False)
+    typer.echo(f"report: {run_dir / 'report.html'}")
     t = result.timings
     typer.echo(
         f"run folder: {run_dir}  (training {t['train_s']:.1f} s, total {t['total_s']:.1f} s)"
     )
+
+
+@app.command()
+def report(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run folder written by `vae-anomaly run`.", show_default=False)
+    ],
+    images: Annotated[
+        bool,
+        typer.Option(
+            "--images/--no-images",
+            help="Draw the figures that need the model and the dataset (re-loaded, never downloaded).",
+        ),
+    ] = True,
+) -> None:
+    """Regenerate figures/*.png and report.html of a finished run, without retraining."""
+    import time
+
+    from .report import write_report
+
+    start = time.perf_counter()
+    path = write_report(run_dir, load_images=images)
+    typer.echo(f"report: {path}  ({time.perf_counter() - start:.1f} s)")
 
 
 def main() -> None:

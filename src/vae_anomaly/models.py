@@ -135,3 +135,60 @@ def build_model(
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def model_summary(model: nn.Module) -> str:
+    """A table of every layer of the encoder and the decoder, in the style of Keras's
+    ``model.summary(expand_nested=True, show_trainable=True)``: output shape (``None`` = batch),
+    parameter count and trainable flag, then the totals (488,112 for the seed's model)."""
+    rows: list[tuple[str, str, int, str]] = []
+
+    def add(name: str, shape: Sequence[int], module: nn.Module | None = None) -> None:
+        params = list(module.parameters()) if module is not None else []
+        count = sum(p.numel() for p in params)
+        trainable = "-" if not params else ("Y" if all(p.requires_grad for p in params) else "N")
+        rows.append((name, str((None, *shape)), count, trainable))
+
+    def add_stack(prefix: str, stack: nn.Sequential, width: int) -> int:
+        dense = 0
+        for module in stack:
+            if isinstance(module, nn.Linear):
+                dense += 1
+                width = module.out_features
+                add(f"  {prefix}_dense_{dense} (Linear)", (width,), module)
+            else:
+                rows[-1] = (f"{rows[-1][0][:-1]} + {type(module).__name__.lower()})", *rows[-1][1:])
+        return width
+
+    image_shape = getattr(model, "image_shape", None)
+    if not isinstance(model, MLPVAE) or image_shape is None:
+        add(f"{type(model).__name__}", (), model)
+    else:
+        rows.append(("encoder", "", -1, ""))
+        add("  input", image_shape)
+        add("  flatten (Flatten)", (math.prod(image_shape),))
+        add_stack("encoder", model.encoder, math.prod(image_shape))
+        add("  codings_mean (Linear)", (model.latent_dim,), model.codings_mean)
+        add("  codings_log_var (Linear)", (model.latent_dim,), model.codings_log_var)
+        add("  sampling (mean + exp(log_var/2) * eps)", (model.latent_dim,))
+        rows.append(("decoder", "", -1, ""))
+        add("  input (codings)", (model.latent_dim,))
+        add_stack("decoder", model.decoder, model.latent_dim)
+        add("  sigmoid + reshape", image_shape)
+    name_w = max(len(r[0]) for r in rows) + 2
+    header = f"{'Layer (type)':<{name_w}}{'Output Shape':<20}{'Param #':>10}  Trainable"
+    lines = [f'Model: "{type(model).__name__}"', "=" * len(header), header, "=" * len(header)]
+    for name, shape, count, trainable in rows:
+        if count < 0:
+            lines.append(name)
+        else:
+            lines.append(f"{name:<{name_w}}{shape:<20}{count:>10,}  {trainable}")
+    total = sum(p.numel() for p in model.parameters())
+    trainable_total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lines += [
+        "=" * len(header),
+        f"Total params: {total:,}",
+        f"Trainable params: {trainable_total:,}",
+        f"Non-trainable params: {total - trainable_total:,}",
+    ]
+    return "\n".join(lines)

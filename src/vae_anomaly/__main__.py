@@ -1,0 +1,5 @@
+"""``python -m vae_anomaly``: the command line."""
+
+from .cli import main
+
+main()
