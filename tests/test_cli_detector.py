@@ -101,7 +101,9 @@ def test_train_refuses_to_overwrite_and_bad_options(models, workdir):
         "train", root / "data" / "good", "--out", root / "x", "--threshold-rule", "valid_midpoint"
     )
     one_line_error(result, "needs abnormal images", "--abnormal")
-    one_line_error(invoke("train", root / "data", "--out", root / "x", "--resize", "12by12"), "HEIGHTxWIDTH")
+    one_line_error(
+        invoke("train", root / "data", "--out", root / "x", "--resize", "12by12"), "HEIGHTxWIDTH"
+    )
     one_line_error(invoke("train", root / "nowhere", "--out", root / "x"), "nowhere")
     assert not (root / "x").exists()
 
@@ -111,7 +113,9 @@ def test_score_folder_in_batches_matches_in_process_scores(models, workdir, tmp_
     det = VAEAnomalyDetector.load(models[0])
     expected = det.score_samples(new)
     out = tmp_path / "scores.csv"
-    result = invoke("score", models[0], root / "new", "--batch-size", 4, "--out", out, "--no-progress")
+    result = invoke(
+        "score", models[0], root / "new", "--batch-size", 4, "--out", out, "--no-progress"
+    )
     assert result.exit_code == 0, result.output
     rows = read_rows(out.read_text())
     assert [r["source"] for r in rows] == [str(root / "new" / f"img{i:02d}.png") for i in range(10)]
@@ -181,7 +185,9 @@ def _bad_inputs(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["corrupt", "text", "empty", "nan", "rank", "size", "colour", "missing"])
+@pytest.mark.parametrize(
+    "case", ["corrupt", "text", "empty", "nan", "rank", "size", "colour", "missing"]
+)
 def test_bad_inputs_are_one_line_errors(models, tmp_path, case):
     path, message = _bad_inputs(tmp_path)[case]
     one_line_error(invoke("score", models[0], path, "--no-progress"), message)
@@ -189,7 +195,15 @@ def test_bad_inputs_are_one_line_errors(models, tmp_path, case):
 
 def test_resize_and_grayscale_make_images_fit(models, tmp_path):
     cases = _bad_inputs(tmp_path)
-    result = invoke("score", models[0], cases["size"][0], cases["colour"][0], "--resize", "--grayscale", "--no-progress")
+    result = invoke(
+        "score",
+        models[0],
+        cases["size"][0],
+        cases["colour"][0],
+        "--resize",
+        "--grayscale",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     assert len(read_rows(result.stdout)) == 3
 
@@ -209,7 +223,10 @@ def test_skip_bad_goes_on_and_lists_what_it_skipped(models, workdir, tmp_path):
     assert any("broken.jpg" in line and "not a readable" in line for line in skipped)
     assert any("nan.npy" in line and "NaN" in line for line in skipped)
     # nothing left to score: an error, not an empty success
-    one_line_error(invoke("score", models[0], cases["nan"][0], "--skip-bad", "--no-progress"), "no image could be scored")
+    one_line_error(
+        invoke("score", models[0], cases["nan"][0], "--skip-bad", "--no-progress"),
+        "no image could be scored",
+    )
 
 
 def test_error_maps_one_png_per_image(models, workdir, tmp_path):
@@ -256,7 +273,9 @@ def test_evaluate_prints_the_run_report_at_the_model_thresholds(models, workdir,
     assert len(rows) == 14 and sum(int(r["is_anomaly"]) for r in rows) == 4
     # a normal-only model needs to be told the abnormal classes
     one_line_error(invoke("evaluate", models[0], root / "data"), "pass --abnormal")
-    result = invoke("evaluate", models[0], root / "data", "--normal", "good", "--abnormal", "defect")
+    result = invoke(
+        "evaluate", models[0], root / "data", "--normal", "good", "--abnormal", "defect"
+    )
     assert result.exit_code == 0, result.output
     assert "train_mean_2.5std *" in result.output
 

@@ -385,7 +385,9 @@ def train(
     resize: Annotated[
         str | None,
         typer.Option(
-            "--resize", help="Resize training images to HEIGHTxWIDTH, e.g. 64x64.", show_default=False
+            "--resize",
+            help="Resize training images to HEIGHTxWIDTH, e.g. 64x64.",
+            show_default=False,
         ),
     ] = None,
     grayscale: Annotated[
@@ -498,7 +500,9 @@ def train(
         validation_data=prepare(split.normal_valid_x, "validation images"),
     )
     if abnormal_ids:
-        detector.calibrate(prepare(split.valid_x, "validation images"), split.valid_is_anomaly, rule=rule)
+        detector.calibrate(
+            prepare(split.valid_x, "validation images"), split.valid_is_anomaly, rule=rule
+        )
     detector.data_info_ = {
         "dataset": dataset.name,
         "source": dataset.source,

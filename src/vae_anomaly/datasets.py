@@ -811,7 +811,9 @@ def _load_folder_dataset(folder: Path, test_fraction: float, seed: int) -> Datas
         # A plain folder of images: one class, named after the folder (e.g. normal images only).
         x, y = _read_labelled_files([(path, 0) for path in list_image_files(folder)])
         train, test = _stratified_split(y, test_fraction, seed, str(folder))
-        return Dataset(folder.name, x[train], y[train], x[test], y[test], (folder.name,), str(folder))
+        return Dataset(
+            folder.name, x[train], y[train], x[test], y[test], (folder.name,), str(folder)
+        )
     if not subfolders:
         raise InputError(
             f"{folder} holds neither the four IDX files ({', '.join(IDX_FILE_NAMES)}), "

@@ -181,7 +181,9 @@ def format_rows(rows: list[dict], fmt: str, *, header: bool) -> str:
     if header:
         writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "score": f"{row['score']:.8g}", "threshold": f"{row['threshold']:.8g}"})
+        writer.writerow(
+            {**row, "score": f"{row['score']:.8g}", "threshold": f"{row['threshold']:.8g}"}
+        )
     return out.getvalue()
 
 
