@@ -598,6 +598,9 @@ def score(
         if error_maps.exists() and not error_maps.is_dir():
             raise InputError(f"--error-maps {error_maps} exists and is not a folder.")
         _check_output(error_maps, force, "--error-maps folder")
+    for path in inputs:  # before loading the model and starting the progress bar
+        if not path.exists():
+            raise InputError(f"Input {path} does not exist.")
     detector = VAEAnomalyDetector.load(model, device=device or "auto")
     skipped: list[tuple[str, str]] = []
     n_scored = n_flagged = 0
