@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .config import PRESETS, RunConfig, apply_preset, config_from_dict, load_config, validate_config
-from .errors import VAEAnomalyError
+from .errors import InputError, VAEAnomalyError
 
 _CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 EXIT_USER_ERROR = 2
@@ -321,6 +321,439 @@ def report(
     start = time.perf_counter()
     path = write_report(run_dir, load_images=images)
     typer.echo(f"report: {path}  ({time.perf_counter() - start:.1f} s)")
+
+
+# -- train / score / evaluate: a detector on your own images ------------------------------------
+
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output.")]
+ResizeFlagOpt = Annotated[
+    bool,
+    typer.Option("--resize", help="Resize images of another size to the model's (bilinear)."),
+]
+GrayscaleOpt = Annotated[
+    bool,
+    typer.Option("--grayscale", help="Convert colour images to grayscale for a grayscale model."),
+]
+
+
+def _parse_size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    parts = value.lower().replace("×", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise typer.BadParameter(f"expected HEIGHTxWIDTH such as 28x28. Got {value!r}.")
+    return int(parts[0]), int(parts[1])
+
+
+def _config_file_data(config_file: Path | None) -> dict[str, Any]:
+    """The [data] and [threshold] tables a config file sets itself (to tell them from defaults)."""
+    if config_file is None:
+        return {}
+    import tomllib
+
+    try:
+        raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}  # build_config already reported it
+    return {"data": raw.get("data", {}), "threshold": raw.get("threshold", {})}
+
+
+def _check_output(path: Path, force: bool, what: str) -> None:
+    if path.exists() and not force and (not path.is_dir() or any(path.iterdir())):
+        raise InputError(f"{what} {path} already exists; pass --force to overwrite it.")
+
+
+@app.command()
+def train(
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="fashion-mnist, mnist, a folder of images, a folder of class folders, train/ and test/ "
+            "class folders, an .npz (x, y) or a folder of four IDX files.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Where to save the model: a folder, or one file ending in .safetensors.",
+            show_default=False,
+        ),
+    ],
+    normal: NormalOpt = None,
+    abnormal: Annotated[
+        str | None,
+        typer.Option(
+            "--abnormal",
+            help="Abnormal classes: calibrate the threshold on them (validation split). Without: a "
+            "normal-only rule. [default: none; all other classes are normal]",
+            show_default=False,
+        ),
+    ] = None,
+    config_file: ConfigOpt = None,
+    preset: PresetOpt = None,
+    data_dir: DataDirOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    kl_weight: KLOpt = None,
+    seed: SeedOpt = None,
+    threshold_rule: Annotated[
+        str | None,
+        typer.Option(
+            "--threshold-rule",
+            help="Threshold rule [default: best_valid_accuracy with --abnormal, else "
+            "train_mean_2.5std, or normal_quantile with --target-fpr].",
+            show_default=False,
+        ),
+    ] = None,
+    target_fpr: Annotated[
+        float | None,
+        typer.Option(
+            "--target-fpr",
+            help="False-positive rate aimed at by normal_quantile [default: 0.05].",
+            show_default=False,
+        ),
+    ] = None,
+    resize: Annotated[
+        str | None,
+        typer.Option(
+            "--resize",
+            help="Resize training images to HEIGHTxWIDTH, e.g. 64x64.",
+            show_default=False,
+        ),
+    ] = None,
+    grayscale: Annotated[
+        bool, typer.Option("--grayscale", help="Train on grayscale versions of colour images.")
+    ] = False,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    download: DownloadOpt = None,
+    force: ForceOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Train a detector on the normal images of DATA and save it.
+
+    The training part is split with the seed (90% train, 10% validation). With --abnormal, the
+    threshold is calibrated on the validation images with the chosen rule; without, it comes from
+    normal images only.
+    """
+    size = _parse_size(resize)
+    from_file = _config_file_data(config_file)
+    config = build_config(
+        config_file,
+        preset,
+        {
+            "": {"seed": seed},
+            "data": {
+                "dataset": data,
+                "data_dir": data_dir,
+                "normal": _split_classes(normal),
+                "abnormal": _split_classes(abnormal),
+                "download": download,
+            },
+            "train": {
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "kl_weight": kl_weight,
+                "device": device,
+                "threads": threads,
+            },
+            "threshold": {"rule": threshold_rule, "target_fpr": target_fpr},
+        },
+    )
+    out_is_file = out.suffix == ".safetensors"
+    if out.exists() and not force and (out_is_file or (out / "model.safetensors").exists()):
+        raise InputError(f"{out} already holds a model; pass --force to overwrite it.")
+    if out.exists() and not out_is_file and not out.is_dir():
+        raise InputError(
+            f"--out {out} exists and is not a folder; give a folder or a file ending in .safetensors."
+        )
+    from .datasets import load_dataset, parse_classes, seed_split
+    from .detector import NORMAL_ONLY_RULES, VAEAnomalyDetector
+    from .images import conform_images
+
+    dataset = load_dataset(
+        config.data.dataset,
+        data_dir=config.data.data_dir,
+        test_fraction=config.data.test_fraction,
+        seed=config.seed,
+        download=config.data.download,
+        progress=progress,
+    )
+    names = dataset.class_names
+    has_abnormal = abnormal is not None or "abnormal" in from_file.get("data", {})
+    abnormal_ids = (
+        parse_classes(config.data.abnormal, names, option="--abnormal") if has_abnormal else ()
+    )
+    if normal is not None or "normal" in from_file.get("data", {}):
+        normal_ids = parse_classes(config.data.normal, names, option="--normal")
+    else:  # every other class is normal
+        normal_ids = tuple(i for i in range(len(names)) if i not in abnormal_ids)
+        if not normal_ids:
+            raise InputError("`--abnormal` names every class; no class is left as normal.")
+    rule_given = threshold_rule is not None or "rule" in from_file.get("threshold", {})
+    if abnormal_ids:
+        rule = config.threshold.rule
+    elif rule_given:
+        rule = config.threshold.rule
+        if rule not in NORMAL_ONLY_RULES:
+            raise InputError(
+                f"--threshold-rule {rule} needs abnormal images; pass --abnormal CLASSES, or use "
+                f"{' or '.join(NORMAL_ONLY_RULES)}."
+            )
+    else:
+        rule = "normal_quantile" if target_fpr is not None else "train_mean_2.5std"
+    split = seed_split(
+        dataset,
+        normal_ids,
+        abnormal_ids,
+        valid_fraction=config.data.valid_fraction,
+        seed=config.seed,
+        allow_no_abnormal=True,
+    )
+    channels = 1 if grayscale else dataset.image_shape[0]
+    height, width = size or dataset.image_shape[1:]
+
+    def prepare(images, part: str):
+        if len(images) == 0:
+            return images
+        return conform_images(
+            images,
+            image_shape=(channels, height, width),
+            resize=size is not None,
+            grayscale=grayscale,
+            source=f"{dataset.name} {part}",
+        )
+
+    fit_rule = rule if rule in NORMAL_ONLY_RULES else "train_mean_2.5std"
+    detector = VAEAnomalyDetector.from_config(config, threshold_rule=fit_rule, progress=progress)
+    detector.fit(
+        prepare(split.normal_train_x, "training images"),
+        validation_data=prepare(split.normal_valid_x, "validation images"),
+    )
+    if abnormal_ids:
+        detector.calibrate(
+            prepare(split.valid_x, "validation images"), split.valid_is_anomaly, rule=rule
+        )
+    detector.data_info_ = {
+        "dataset": dataset.name,
+        "source": dataset.source,
+        "class_names": list(names),
+        "normal": [int(c) for c in split.normal],
+        "normal_names": [names[c] for c in split.normal],
+        "abnormal": [int(c) for c in split.abnormal],
+        "abnormal_names": [names[c] for c in split.abnormal],
+        "valid_fraction": config.data.valid_fraction,
+        "test_fraction": config.data.test_fraction,
+        "split": split.summary(),
+        "preprocessing": {
+            "original_image_shape": list(dataset.image_shape),
+            "resize": list(size) if size else None,
+            "grayscale": grayscale,
+        },
+    }
+    detector.save(out, overwrite=True)
+    t = detector.threshold_info_
+    typer.echo(
+        f"trained on {len(split.normal_train_x)} normal images ({', '.join(names[c] for c in split.normal)}) "
+        f"of {dataset.name}, {height}x{width}x{channels}, {len(detector.history_.train_loss)} epochs "
+        f"in {detector.train_seconds_:.1f} s"
+    )
+    fallback = f" (fallback: {t.fallback})" if t.fallback else ""
+    typer.echo(f"threshold {t.value:.6g} by {t.rule}{fallback}")
+    typer.echo(f"model saved: {out}")
+
+
+@app.command()
+def score(
+    model: Annotated[
+        Path, typer.Argument(help="A model saved by `vae-anomaly train` (folder or .safetensors).")
+    ],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image files (PNG, JPEG, BMP), folders (searched recursively), .npy/.npz arrays "
+            "(N, H, W[, C]) and IDX files.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write the rows to this .csv or .jsonl file [default: CSV on stdout].",
+            show_default=False,
+        ),
+    ] = None,
+    error_maps: Annotated[
+        Path | None,
+        typer.Option(
+            "--error-maps",
+            help="Folder for one PNG per image: the image beside its per-pixel error (bright = "
+            "large).",
+            show_default=False,
+        ),
+    ] = None,
+    resize: ResizeFlagOpt = False,
+    grayscale: GrayscaleOpt = False,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Skip unreadable files and images that do not fit, and list them."
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Images read and scored at a time.")
+    ] = 256,
+    device: DeviceOpt = None,
+    force: ForceOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Score images with a saved model: one row per image (source, index, score, threshold,
+    is_anomaly; 1 = anomaly, score >= threshold) and a summary line."""
+    import contextlib
+
+    from tqdm import tqdm
+
+    from .detector import VAEAnomalyDetector
+    from .files import atomic_open
+    from .inference import format_rows, iter_scored_batches, save_error_maps
+
+    fmt = "csv"
+    if out is not None:
+        suffix = out.suffix.lower()
+        if suffix not in (".csv", ".jsonl"):
+            raise InputError(f"--out must end in .csv or .jsonl. Got {out}.")
+        fmt = suffix[1:]
+        _check_output(out, force, "--out")
+    if error_maps is not None:
+        if error_maps.exists() and not error_maps.is_dir():
+            raise InputError(f"--error-maps {error_maps} exists and is not a folder.")
+        _check_output(error_maps, force, "--error-maps folder")
+    for path in inputs:  # before loading the model and starting the progress bar
+        if not path.exists():
+            raise InputError(f"Input {path} does not exist.")
+    detector = VAEAnomalyDetector.load(model, device=device or "auto")
+    skipped: list[tuple[str, str]] = []
+    n_scored = n_flagged = 0
+    with contextlib.ExitStack() as stack:
+        sink = (
+            stack.enter_context(atomic_open(out, "w", encoding="utf-8", newline=""))
+            if out is not None
+            else None
+        )
+        bar = stack.enter_context(
+            tqdm(unit="img", desc="scoring", disable=not progress, file=sys.stderr, leave=False)
+        )
+        if error_maps is not None:
+            error_maps.mkdir(parents=True, exist_ok=True)
+        for batch in iter_scored_batches(
+            detector,
+            inputs,
+            batch_size=batch_size,
+            resize=resize,
+            grayscale=grayscale,
+            skip_bad=skip_bad,
+            with_error_maps=error_maps is not None,
+            skipped=skipped,
+        ):
+            text = format_rows(batch.rows(), fmt, header=n_scored == 0)
+            if sink is not None:
+                sink.write(text)
+            else:
+                typer.echo(text, nl=False)
+            if error_maps is not None:
+                save_error_maps(batch, error_maps)
+            n_scored += len(batch.scores)
+            n_flagged += int(batch.is_anomaly.sum())
+            bar.update(len(batch.scores))
+        if n_scored == 0:
+            raise InputError(
+                "no image could be scored"
+                + (f": all {len(skipped)} input file(s) were skipped." if skipped else ".")
+            )
+    say = (lambda m: typer.echo(m)) if out is not None else (lambda m: typer.echo(m, err=True))
+    summary = f"scored {n_scored} images, {n_flagged} flagged as anomalies (threshold {detector.threshold_:.6g}, {detector.threshold_rule_})"
+    if skip_bad:
+        summary += f"; skipped {len(skipped)} file(s)"
+    if out is not None:
+        summary += f"; rows in {out}"
+    if error_maps is not None:
+        summary += f"; error maps in {error_maps}"
+    say(summary)
+    for path, reason in skipped:
+        say(f"skipped {path}: {reason}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[
+        Path, typer.Argument(help="A model saved by `vae-anomaly train` (folder or .safetensors).")
+    ],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="Labelled data: fashion-mnist, mnist, class folders, an .npz (x, y) or an IDX folder.",
+            show_default=False,
+        ),
+    ],
+    normal: Annotated[
+        str | None,
+        typer.Option("--normal", help="Normal classes [default: the model's].", show_default=False),
+    ] = None,
+    abnormal: Annotated[
+        str | None,
+        typer.Option(
+            "--abnormal", help="Abnormal classes [default: the model's].", show_default=False
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for metrics.json and scores.csv.", show_default=False),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    resize: ResizeFlagOpt = False,
+    grayscale: GrayscaleOpt = False,
+    device: DeviceOpt = None,
+    download: DownloadOpt = None,
+    force: ForceOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Measure a saved model on the test part of labelled data (split with the model's seed): the
+    same report as `run`, at the model's thresholds, with AUROC and average precision."""
+    if out is not None:
+        _check_output(out, force, "--out folder")
+    from .experiment import evaluate_saved_model
+    from .report import format_text_report, score_rows
+
+    result = evaluate_saved_model(
+        str(model),
+        data,
+        normal=_split_classes(normal),
+        abnormal=_split_classes(abnormal),
+        data_dir=data_dir,
+        resize=resize,
+        grayscale=grayscale,
+        device=device or "auto",
+        download=True if download is None else download,
+        progress=progress,
+    )
+    typer.echo(format_text_report(result.metrics), nl=False)
+    if out is not None:
+        import csv
+        import io
+
+        from .files import write_json_atomic, write_text_atomic
+
+        rows = score_rows(result)["test"]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_json_atomic(out / "metrics.json", result.metrics)
+        write_text_atomic(out / "scores.csv", text.getvalue())
+        typer.echo(f"metrics.json and scores.csv in {out}")
 
 
 def main() -> None:

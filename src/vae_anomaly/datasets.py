@@ -26,7 +26,12 @@ import numpy as np
 
 from vae_anomaly.errors import DatasetNotFoundError, InputError
 from vae_anomaly.files import atomic_open
-from vae_anomaly.images import check_pixel_values, list_image_files, read_image_file
+from vae_anomaly.images import (
+    IMAGE_SUFFIXES,
+    check_pixel_values,
+    list_image_files,
+    read_image_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -799,6 +804,16 @@ def _load_folder_dataset(folder: Path, test_fraction: float, seed: int) -> Datas
         x, y = _read_labelled_files(train_files + test_files)
         n = len(train_files)
         return Dataset(folder.name, x[:n], y[:n], x[n:], y[n:], tuple(class_names), str(folder))
+    if not subfolders and any(
+        p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        for p in folder.iterdir()
+    ):
+        # A plain folder of images: one class, named after the folder (e.g. normal images only).
+        x, y = _read_labelled_files([(path, 0) for path in list_image_files(folder)])
+        train, test = _stratified_split(y, test_fraction, seed, str(folder))
+        return Dataset(
+            folder.name, x[train], y[train], x[test], y[test], (folder.name,), str(folder)
+        )
     if not subfolders:
         raise InputError(
             f"{folder} holds neither the four IDX files ({', '.join(IDX_FILE_NAMES)}), "
@@ -1065,6 +1080,7 @@ def seed_split(
     *,
     valid_fraction: float = 0.1,
     seed: int = 0,
+    allow_no_abnormal: bool = False,
 ) -> SeedSplit:
     """Split a dataset as the seed did.
 
@@ -1080,6 +1096,9 @@ def seed_split(
         abnormal: Abnormal classes, e.g. ``(7,)``.
         valid_fraction: The share of the training images held out for validation.
         seed: Seed of the permutation.
+        allow_no_abnormal: Accept an empty ``abnormal`` (training on normal images only, e.g.
+            ``vae-anomaly train`` without ``--abnormal``); validation and test then hold normal
+            images only, without a warning.
 
     Returns:
         The split.
@@ -1092,8 +1111,11 @@ def seed_split(
     """
     names = dataset.class_names
     normal_ids = parse_classes(normal, names, option="--normal")
-    abnormal_ids = parse_classes(abnormal, names, option="--abnormal")
-    check_classes(normal_ids, abnormal_ids, class_names=names)
+    if allow_no_abnormal and not len(abnormal):
+        abnormal_ids: tuple[int, ...] = ()
+    else:
+        abnormal_ids = parse_classes(abnormal, names, option="--abnormal")
+        check_classes(normal_ids, abnormal_ids, class_names=names)
     valid_fraction = _check_fraction(valid_fraction, "valid_fraction")
     n = len(dataset.y_train)
     # The epsilon keeps 60000 * 0.9 = 54000.000000000007 (or 53999.99...) at 54000.
@@ -1130,6 +1152,8 @@ def seed_split(
         abnormal=abnormal_ids,
         class_names=names,
     )
+    if not abnormal_ids:
+        return split
     if not split.valid_is_anomaly.any():
         warnings.warn(
             "The validation split holds no images of the abnormal classes; thresholds fitted "

@@ -23,6 +23,7 @@ from .models import build_model, count_parameters
 from .runtime import resolve_device, set_threads
 from .scoring import decode_codings, encode_means, error_maps, reconstruct_images, score_images
 from .thresholds import (
+    RULES,
     ScoreSets,
     Threshold,
     compute_all_thresholds,
@@ -63,6 +64,10 @@ class VAEAnomalyDetector:
     Fitted attributes (set by ``fit``): ``model_``, ``image_shape_`` ``(C, H, W)``, ``history_``,
     ``normal_train_scores_``, ``normal_valid_scores_``, ``threshold_``, ``threshold_rule_``,
     ``thresholds_`` (every rule, after ``calibrate``), ``fit_seconds_``, ``training_summary_``.
+
+    ``data_info_`` (a dict, empty by default) describes the training data for the saved metadata:
+    the CLI's ``train`` fills in the dataset, its class names, the normal/abnormal classes, the
+    split and the preprocessing (resize, grayscale); ``load`` restores it.
     """
 
     def __init__(
@@ -236,6 +241,7 @@ class VAEAnomalyDetector:
             compute_threshold(self.threshold_rule, sets, target_fpr=self.target_fpr)
         )
         self.thresholds_ = {self.threshold_rule: self.threshold_info_}
+        self.data_info_ = {}
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
@@ -362,6 +368,7 @@ class VAEAnomalyDetector:
             "normal_valid_scores": _stats(self.normal_valid_scores_),
             "history": self.history_.to_dict(),
             "training": self.training_summary_,
+            "data": getattr(self, "data_info_", {}),
             "seed": self.seed,
             **(extra or {}),
         }
@@ -475,15 +482,13 @@ class VAEAnomalyDetector:
             0, np.float32
         )  # the arrays are not saved, only their statistics
         det.normal_valid_scores_ = np.empty(0, np.float32)
+        det.data_info_ = meta.get("data") or {}
         det.saved_metadata_ = meta
         info = meta["threshold"]
         det.thresholds_ = {
-            name: Threshold(name, None, float(value), "loaded")
-            for name, value in meta["thresholds"].items()
+            name: _loaded_threshold(name, value) for name, value in meta["thresholds"].items()
         }
-        det._set_threshold(
-            Threshold(info["rule"], None, float(info["value"]), "loaded", info.get("fallback"))
-        )
+        det._set_threshold(_loaded_threshold(info["rule"], info["value"], info.get("fallback")))
         return det
 
 
@@ -497,6 +502,18 @@ def _hwc(shape: tuple[int, ...]) -> tuple[int, ...]:
     """(C, H, W) -> (H, W, C), the layout users pass images in."""
     c, h, w = shape
     return (h, w, c)
+
+
+def _loaded_threshold(rule: str, value: float, fallback: str | None = None) -> Threshold:
+    """A saved threshold, with its rule's seed name and description when the rule is known."""
+    spec = RULES.get(rule)
+    return Threshold(
+        rule,
+        spec.seed_name if spec else None,
+        float(value),
+        spec.description if spec else "loaded",
+        fallback,
+    )
 
 
 def _stats(scores: np.ndarray) -> dict[str, Any]:

@@ -185,3 +185,90 @@ def _versions() -> dict[str, str]:
         "scikit-learn": sklearn.__version__,
         "platform": platform.platform(),
     }
+
+
+def evaluate_saved_model(
+    model_path: str,
+    data: str,
+    *,
+    normal: list[str] | None = None,
+    abnormal: list[str] | None = None,
+    data_dir: str | None = None,
+    resize: bool = False,
+    grayscale: bool = False,
+    device: str = "auto",
+    download: bool = True,
+    progress: bool = False,
+) -> ExperimentResult:
+    """Score the validation and test parts of labelled data with a saved detector, at its saved
+    thresholds: the metrics of a run, without training.
+
+    The data are split as ``train`` split them (the model's seed and fractions). The classes come
+    from ``normal``/``abnormal``, else from the model's metadata (``train`` and ``run`` save them).
+
+    Raises:
+        InputError: No abnormal classes known, or images that do not fit the model (without
+            ``resize``/``grayscale``).
+        ModelFileError: The model file is not a readable vae-anomaly model.
+    """
+    from .errors import InputError
+    from .images import conform_images
+
+    start = time.perf_counter()
+    detector = VAEAnomalyDetector.load(model_path, device=device)
+    meta = detector.saved_metadata_
+    info = detector.data_info_ or meta.get("dataset") or {}  # run saves "dataset"
+    config = RunConfig()
+    config.seed = detector.seed
+    config.data.valid_fraction = info.get("valid_fraction", config.data.valid_fraction)
+    config.data.test_fraction = info.get("test_fraction", config.data.test_fraction)
+    config.model.name = detector.model
+    config.score.score, config.score.sample = detector.score, detector.sample
+    config.threshold.rule = detector.threshold_rule_
+    dataset = load_dataset(
+        data,
+        data_dir=data_dir,
+        test_fraction=config.data.test_fraction,
+        seed=config.seed,
+        download=download,
+        progress=progress,
+    )
+    normal_spec = normal if normal is not None else info.get("normal_names")
+    abnormal_spec = abnormal if abnormal is not None else info.get("abnormal_names")
+    if not normal_spec:
+        raise InputError(f"{model_path} does not record its normal classes; pass --normal.")
+    if not abnormal_spec:
+        raise InputError(
+            f"{model_path} was trained without abnormal classes; pass --abnormal CLASSES to "
+            "say which images of the data are anomalies."
+        )
+    split = seed_split(
+        dataset,
+        normal_spec,
+        abnormal_spec,
+        valid_fraction=config.data.valid_fraction,
+        seed=config.seed,
+    )
+
+    def scores_of(images: np.ndarray, part: str) -> np.ndarray:
+        if len(images) == 0:
+            return np.empty(0, np.float32)
+        fitted = conform_images(
+            images,
+            image_shape=detector.image_shape_,
+            resize=resize,
+            grayscale=grayscale,
+            source=f"{dataset.name} {part} images",
+        )
+        return detector.score_samples(fitted)
+
+    scores = {
+        "normal_train": scores_of(split.normal_train_x, "training"),
+        "valid": scores_of(split.valid_x, "validation"),
+        "test": scores_of(split.test_x, "test"),
+    }
+    metrics = build_metrics(config, dataset, split, detector, scores)
+    timings = {"total_s": time.perf_counter() - start}
+    metrics["timings"] = timings
+    metrics["model_path"] = str(model_path)
+    return ExperimentResult(config, dataset, split, detector, scores, metrics, timings)
