@@ -287,10 +287,7 @@ def run(
 
     run_dir = out if out is not None else default_run_dir(config.name)
     check_run_dir(run_dir, force=force)  # fail before training, not after
-    result = run_experiment(config, progress=progress)
-    from .models import model_summary
-
-    typer.echo(model_summary(result.detector.model_))
+    result = run_experiment(config, progress=progress, announce=typer.echo)
     write_run(result, run_dir, force=force)
     typer.echo(format_text_report(result.metrics), nl=False)
     typer.echo(f"report: {run_dir / 'report.html'}")
@@ -345,17 +342,17 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
-def _config_file_data(config_file: Path | None) -> dict[str, Any]:
+def _config_file_sections(config_file: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The [data] and [threshold] tables a config file sets itself (to tell them from defaults)."""
     if config_file is None:
-        return {}
-    import tomllib
+        return {}, {}
+    from .config import tomllib
 
     try:
         raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
-        return {}  # build_config already reported it
-    return {"data": raw.get("data", {}), "threshold": raw.get("threshold", {})}
+        return {}, {}  # build_config reports it
+    return raw.get("data", {}), raw.get("threshold", {})
 
 
 def _check_output(path: Path, force: bool, what: str) -> None:
@@ -439,7 +436,7 @@ def train(
     normal images only.
     """
     size = _parse_size(resize)
-    from_file = _config_file_data(config_file)
+    file_data, file_threshold = _config_file_sections(config_file)
     config = build_config(
         config_file,
         preset,
@@ -469,90 +466,20 @@ def train(
         raise InputError(
             f"--out {out} exists and is not a folder; give a folder or a file ending in .safetensors."
         )
-    from .datasets import load_dataset, parse_classes, seed_split
-    from .detector import NORMAL_ONLY_RULES, VAEAnomalyDetector
-    from .images import conform_images
+    from .experiment import train_detector
 
-    dataset = load_dataset(
-        config.data.dataset,
-        data_dir=config.data.data_dir,
-        test_fraction=config.data.test_fraction,
-        seed=config.seed,
-        download=config.data.download,
+    detector, dataset, split = train_detector(
+        config,
+        normal_given=normal is not None or "normal" in file_data,
+        abnormal_given=abnormal is not None or "abnormal" in file_data,
+        rule_given=threshold_rule is not None or "rule" in file_threshold,
+        target_fpr_given=target_fpr is not None or "target_fpr" in file_threshold,
+        size=size,
+        grayscale=grayscale,
         progress=progress,
     )
     names = dataset.class_names
-    has_abnormal = abnormal is not None or "abnormal" in from_file.get("data", {})
-    abnormal_ids = (
-        parse_classes(config.data.abnormal, names, option="--abnormal") if has_abnormal else ()
-    )
-    if normal is not None or "normal" in from_file.get("data", {}):
-        normal_ids = parse_classes(config.data.normal, names, option="--normal")
-    else:  # every other class is normal
-        normal_ids = tuple(i for i in range(len(names)) if i not in abnormal_ids)
-        if not normal_ids:
-            raise InputError("`--abnormal` names every class; no class is left as normal.")
-    rule_given = threshold_rule is not None or "rule" in from_file.get("threshold", {})
-    if abnormal_ids:
-        rule = config.threshold.rule
-    elif rule_given:
-        rule = config.threshold.rule
-        if rule not in NORMAL_ONLY_RULES:
-            raise InputError(
-                f"--threshold-rule {rule} needs abnormal images; pass --abnormal CLASSES, or use "
-                f"{' or '.join(NORMAL_ONLY_RULES)}."
-            )
-    else:
-        rule = "normal_quantile" if target_fpr is not None else "train_mean_2.5std"
-    split = seed_split(
-        dataset,
-        normal_ids,
-        abnormal_ids,
-        valid_fraction=config.data.valid_fraction,
-        seed=config.seed,
-        allow_no_abnormal=True,
-    )
-    channels = 1 if grayscale else dataset.image_shape[0]
-    height, width = size or dataset.image_shape[1:]
-
-    def prepare(images, part: str):
-        if len(images) == 0:
-            return images
-        return conform_images(
-            images,
-            image_shape=(channels, height, width),
-            resize=size is not None,
-            grayscale=grayscale,
-            source=f"{dataset.name} {part}",
-        )
-
-    fit_rule = rule if rule in NORMAL_ONLY_RULES else "train_mean_2.5std"
-    detector = VAEAnomalyDetector.from_config(config, threshold_rule=fit_rule, progress=progress)
-    detector.fit(
-        prepare(split.normal_train_x, "training images"),
-        validation_data=prepare(split.normal_valid_x, "validation images"),
-    )
-    if abnormal_ids:
-        detector.calibrate(
-            prepare(split.valid_x, "validation images"), split.valid_is_anomaly, rule=rule
-        )
-    detector.data_info_ = {
-        "dataset": dataset.name,
-        "source": dataset.source,
-        "class_names": list(names),
-        "normal": [int(c) for c in split.normal],
-        "normal_names": [names[c] for c in split.normal],
-        "abnormal": [int(c) for c in split.abnormal],
-        "abnormal_names": [names[c] for c in split.abnormal],
-        "valid_fraction": config.data.valid_fraction,
-        "test_fraction": config.data.test_fraction,
-        "split": split.summary(),
-        "preprocessing": {
-            "original_image_shape": list(dataset.image_shape),
-            "resize": list(size) if size else None,
-            "grayscale": grayscale,
-        },
-    }
+    channels, height, width = detector.image_shape_
     detector.save(out, overwrite=True)
     t = detector.threshold_info_
     typer.echo(
@@ -725,7 +652,7 @@ def evaluate(
     if out is not None:
         _check_output(out, force, "--out folder")
     from .experiment import evaluate_saved_model
-    from .report import format_text_report, score_rows
+    from .report import format_text_report, write_evaluation
 
     result = evaluate_saved_model(
         str(model),
@@ -741,18 +668,7 @@ def evaluate(
     )
     typer.echo(format_text_report(result.metrics), nl=False)
     if out is not None:
-        import csv
-        import io
-
-        from .files import write_json_atomic, write_text_atomic
-
-        rows = score_rows(result)["test"]
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_json_atomic(out / "metrics.json", result.metrics)
-        write_text_atomic(out / "scores.csv", text.getvalue())
+        write_evaluation(result, out)
         typer.echo(f"metrics.json and scores.csv in {out}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,8 +14,9 @@ import numpy as np
 from . import __version__
 from .config import RunConfig
 from .datasets import Dataset, SeedSplit, check_classes, load_dataset, parse_classes, seed_split
-from .detector import VAEAnomalyDetector
+from .detector import NORMAL_ONLY_RULES, VAEAnomalyDetector
 from .metrics import classification_metrics, ranking_metrics, score_statistics
+from .models import build_model, model_summary
 from .thresholds import best_valid_accuracy_grid, is_anomaly
 
 log = logging.getLogger(__name__)
@@ -64,15 +66,27 @@ def prepare_data(config: RunConfig, *, progress: bool = False) -> tuple[Dataset,
     return dataset, split
 
 
-def run_experiment(config: RunConfig, *, progress: bool = False) -> ExperimentResult:
+def run_experiment(
+    config: RunConfig,
+    *,
+    progress: bool = False,
+    announce: Callable[[str], None] | None = None,
+) -> ExperimentResult:
     """Reproduce the seed experiment with ``config``: train on normal images, score validation and
-    test images, compute every threshold rule, and measure each on the test set."""
+    test images, compute every threshold rule, and measure each on the test set.
+
+    ``announce`` receives the model summary once the data (and so the image shape) are known,
+    before training starts.
+    """
     config.validate()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset, split = prepare_data(config, progress=progress)
     timings["load_data_s"] = time.perf_counter() - start
     log.info("data: %s from %s; %s", dataset.name, dataset.source, split.summary())
+    if announce is not None:
+        m = config.model
+        announce(model_summary(build_model(m.name, dataset.image_shape, m.hidden, m.latent_dim)))
 
     detector = VAEAnomalyDetector.from_config(config, progress=progress)
     detector.fit(split.normal_train_x, validation_data=split.normal_valid_x)
@@ -185,6 +199,112 @@ def _versions() -> dict[str, str]:
         "scikit-learn": sklearn.__version__,
         "platform": platform.platform(),
     }
+
+
+def train_detector(
+    config: RunConfig,
+    *,
+    normal_given: bool = True,
+    abnormal_given: bool = True,
+    rule_given: bool = True,
+    target_fpr_given: bool = False,
+    size: tuple[int, int] | None = None,
+    grayscale: bool = False,
+    progress: bool = False,
+) -> tuple[VAEAnomalyDetector, Dataset, SeedSplit]:
+    """Train a detector on the normal classes of ``config``'s dataset (the ``train`` command).
+
+    Classes the user did not give take these defaults: without abnormal classes the threshold
+    comes from a normal-only rule (``train_mean_2.5std``, or ``normal_quantile`` when a target FPR
+    was given); without normal classes every class that is not abnormal is normal. With abnormal
+    classes the threshold is calibrated on the validation split with ``config.threshold.rule``.
+    Images are resized to ``size`` (H, W) and/or converted to grayscale when asked.
+
+    Returns:
+        ``(detector, dataset, split)``; the detector's ``data_info_`` describes the data.
+    """
+    from .errors import InputError
+    from .images import conform_images
+
+    dataset = load_dataset(
+        config.data.dataset,
+        data_dir=config.data.data_dir,
+        test_fraction=config.data.test_fraction,
+        seed=config.seed,
+        download=config.data.download,
+        progress=progress,
+    )
+    names = dataset.class_names
+    abnormal_ids = (
+        parse_classes(config.data.abnormal, names, option="--abnormal") if abnormal_given else ()
+    )
+    if normal_given:
+        normal_ids = parse_classes(config.data.normal, names, option="--normal")
+    else:  # every other class is normal
+        normal_ids = tuple(i for i in range(len(names)) if i not in abnormal_ids)
+        if not normal_ids:
+            raise InputError("`--abnormal` names every class; no class is left as normal.")
+    if abnormal_ids:
+        rule = config.threshold.rule
+    elif rule_given:
+        rule = config.threshold.rule
+        if rule not in NORMAL_ONLY_RULES:
+            raise InputError(
+                f"--threshold-rule {rule} needs abnormal images; pass --abnormal CLASSES, or use "
+                f"{' or '.join(NORMAL_ONLY_RULES)}."
+            )
+    else:
+        rule = "normal_quantile" if target_fpr_given else "train_mean_2.5std"
+    split = seed_split(
+        dataset,
+        normal_ids,
+        abnormal_ids,
+        valid_fraction=config.data.valid_fraction,
+        seed=config.seed,
+        allow_no_abnormal=True,
+    )
+    channels = 1 if grayscale else dataset.image_shape[0]
+    height, width = size or dataset.image_shape[1:]
+
+    def prepare(images, part: str):
+        if len(images) == 0:
+            return images
+        return conform_images(
+            images,
+            image_shape=(channels, height, width),
+            resize=size is not None,
+            grayscale=grayscale,
+            source=f"{dataset.name} {part}",
+        )
+
+    fit_rule = rule if rule in NORMAL_ONLY_RULES else "train_mean_2.5std"
+    detector = VAEAnomalyDetector.from_config(config, threshold_rule=fit_rule, progress=progress)
+    detector.fit(
+        prepare(split.normal_train_x, "training images"),
+        validation_data=prepare(split.normal_valid_x, "validation images"),
+    )
+    if abnormal_ids:
+        detector.calibrate(
+            prepare(split.valid_x, "validation images"), split.valid_is_anomaly, rule=rule
+        )
+    detector.data_info_ = {
+        "dataset": dataset.name,
+        "source": dataset.source,
+        "class_names": list(names),
+        "normal": [int(c) for c in split.normal],
+        "normal_names": [names[c] for c in split.normal],
+        "abnormal": [int(c) for c in split.abnormal],
+        "abnormal_names": [names[c] for c in split.abnormal],
+        "valid_fraction": config.data.valid_fraction,
+        "test_fraction": config.data.test_fraction,
+        "split": split.summary(),
+        "preprocessing": {
+            "original_image_shape": list(dataset.image_shape),
+            "resize": list(size) if size else None,
+            "grayscale": grayscale,
+        },
+    }
+    return detector, dataset, split
 
 
 def evaluate_saved_model(

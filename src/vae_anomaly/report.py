@@ -207,6 +207,13 @@ def history_csv(history: Any) -> str:
     return _csv_text(rows, ("epoch", "train_loss", "valid_loss", "seconds", "best"))
 
 
+def write_evaluation(result: Any, out_dir: str | Path) -> None:
+    """Write ``metrics.json`` and ``scores.csv`` (test images) of an evaluation into ``out_dir``."""
+    out_dir = Path(out_dir)
+    write_json_atomic(out_dir / "metrics.json", result.metrics)
+    write_text_atomic(out_dir / "scores.csv", _csv_text(score_rows(result)["test"], SCORE_COLUMNS))
+
+
 def write_run(
     result: Any, out_dir: str | Path, *, force: bool = False, figures: bool = True
 ) -> Path:
