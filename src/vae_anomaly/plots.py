@@ -280,13 +280,14 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], title: str) -> Figure:
     """The confusion matrix in the seed's convention: rows = label, columns = prediction, each ordered
     (F = abnormal, T = normal); counts annotated."""
     cm = np.asarray(matrix)
-    fig = Figure(figsize=(5, 4.3), layout="constrained")
+    fig = Figure(figsize=(5.6, 4.6), layout="constrained")
     ax = fig.add_subplot()
     im = ax.imshow(cm, cmap="Blues")
     names = ["F (abnormal)", "T (normal)"]
     ax.set_xticks([0, 1], names)
     ax.set_yticks([0, 1], names)
-    ax.set(xlabel="predicted", ylabel="label (true)", title=title)
+    ax.set(xlabel="predicted", ylabel="label (true)")
+    fig.suptitle(title)  # above the colorbar too, so a long rule name is not cut
     for (i, j), count in np.ndenumerate(cm):
         ax.text(
             j,
