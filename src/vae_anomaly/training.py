@@ -43,22 +43,63 @@ class History:
         )
 
 
+class FlatRMSprop:
+    """RMSprop over parameters that live in one flat buffer, with Keras's semantics.
+
+    ``torch.optim.RMSprop(foreach=True)`` runs five element-wise kernels per parameter tensor (18
+    tensors in the seed model) and allocates a temporary for ``sqrt(v) + eps`` each time; on a CPU
+    that cost 1 ms a step, a third of an epoch. Here every parameter and gradient is a view into one
+    flat tensor, so a step is five kernels on one tensor with a preallocated temporary. The
+    operations and their order are torch's (``v = rho v + (1 - rho) g^2``;
+    ``p -= lr g / (sqrt(v) + eps)``), so the results are the same.
+
+    Call :meth:`release` after training: it gives each parameter its own storage again (the flat
+    views would otherwise be saved as shared memory).
+    """
+
+    def __init__(self, model: nn.Module, learning_rate: float, rho: float, epsilon: float) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.learning_rate, self.rho, self.epsilon = learning_rate, rho, epsilon
+        with torch.no_grad():
+            self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.grad = torch.zeros_like(self.flat)
+        self.square_avg = torch.zeros_like(self.flat)
+        self._denominator = torch.empty_like(self.flat)
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            p.data = self.flat[offset : offset + n].view_as(p)
+            p.grad = self.grad[offset : offset + n].view_as(p)  # backward accumulates into it
+            offset += n
+
+    def zero_grad(self) -> None:
+        """Zero the flat gradient (backward then adds each gradient into its view: 0 + g = g)."""
+        self.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One RMSprop update of every parameter."""
+        self.square_avg.mul_(self.rho).addcmul_(self.grad, self.grad, value=1 - self.rho)
+        torch.sqrt(self.square_avg, out=self._denominator).add_(self.epsilon)
+        self.flat.addcdiv_(self.grad, self._denominator, value=-self.learning_rate)
+
+    def release(self) -> None:
+        """Give each parameter its own storage and drop the gradients."""
+        for p in self.params:
+            p.data = p.data.clone()
+            p.grad = None
+
+
 def make_optimizer(
     model: nn.Module, learning_rate: float, rho: float, epsilon: float
-) -> torch.optim.Optimizer:
-    """RMSprop with Keras's semantics: ``alpha`` is Keras's ``rho``, ``eps`` added outside the sqrt.
-
-    The ``foreach`` path updates all parameters in a few multi-tensor kernels (torch 2.13 has no
-    ``fused`` RMSprop).
-    """
-    return torch.optim.RMSprop(
-        model.parameters(), lr=learning_rate, alpha=rho, eps=epsilon, foreach=True
-    )
+) -> FlatRMSprop:
+    """RMSprop with Keras's semantics (``rho``; ``eps`` added outside the sqrt) on a flat buffer."""
+    return FlatRMSprop(model, learning_rate, rho, epsilon)
 
 
 def make_train_step(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: FlatRMSprop,
     *,
     kl_weight: float,
     compile: bool = False,
@@ -78,12 +119,14 @@ def make_train_step(
         optimizer.step()
 
     if compile:
-        forward_loss = torch.compile(forward_loss, dynamic=False)
-        update = torch.compile(update, dynamic=False)
+        # fallback_random: draw the sampling noise from torch's RNG, as the plain step does.
+        options = {"fallback_random": True}
+        forward_loss = torch.compile(forward_loss, dynamic=False, options=options)
+        update = torch.compile(update, dynamic=False, options=options)
 
     def step(batch: torch.Tensor) -> torch.Tensor:
         loss = forward_loss(batch)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
         update()
         return loss.detach()
@@ -180,6 +223,7 @@ def train_vae(
         if history.valid_loss:
             postfix["val_loss"] = f"{history.valid_loss[-1]:.4f}"
         bar.set_postfix(postfix)
+    optimizer.release()
     model.load_state_dict(best_state)
     model.eval()
     return history
