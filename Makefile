@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    set up a virtual environment and the dataset, then run the seed experiment
 #   make test   set up everything the tests need, then run the fast tier and the end-to-end tier
+# and `make bench` prints measured speed figures as JSON (benchmarks/bench.py).
 # The CPU build of torch is installed before the project so that pip never pulls a CUDA build.
 
 PYTHON ?= python3
@@ -50,6 +51,10 @@ test-e2e: setup data browser
 	$(BIN)/python -m pytest -q -m "e2e or browser"
 
 test: test-fast test-e2e
+
+# Speed against this machine's own GEMM throughput, and a whole default run's wall time and peak RSS.
+bench: setup data
+	$(BIN)/python benchmarks/bench.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

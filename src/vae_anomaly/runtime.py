@@ -1,8 +1,9 @@
-"""The one place where the compute device and CPU thread count are chosen."""
+"""The one place where the compute device and CPU thread count are chosen, and compute is counted."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .errors import InputError
 
@@ -27,3 +28,35 @@ def set_threads(threads: int | None) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def linear_shapes(model: nn.Module) -> list[tuple[int, int]]:
+    """``(in_features, out_features)`` of every ``nn.Linear`` in ``model``, in module order."""
+    return [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def forward_flops(model: nn.Module) -> int:
+    """Matrix-multiply FLOPs of one image's forward pass: ``2 * in * out`` per Linear layer.
+
+    Only the GEMMs are counted (bias adds, activations and the loss are memory-bound and small);
+    this is the arithmetic that bounds the run time from below.
+    """
+    return sum(2 * a * b for a, b in linear_shapes(model))
+
+
+def train_step_flops(model: nn.Module) -> int:
+    """Matrix-multiply FLOPs of one image's forward + backward pass.
+
+    Backward per Linear layer: the weight gradient (``2 * in * out``) and the input gradient
+    (``2 * in * out``), except for the first layer, whose input (the image) needs no gradient.
+    For the seed's 784-256-128-64-(16,16) / 16-64-128-256-784 model this is 2,516,992 (~2.5 MFLOP).
+    """
+    shapes = linear_shapes(model)
+    first_in, first_out = shapes[0]
+    return 3 * forward_flops(model) - 2 * first_in * first_out
+
+
+def epoch_flops(model: nn.Module, n_train: int, n_valid: int = 0) -> int:
+    """GEMM FLOPs of one training epoch: forward + backward on ``n_train`` images, plus the
+    forward-only validation pass on ``n_valid`` images."""
+    return n_train * train_step_flops(model) + n_valid * forward_flops(model)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -43,18 +43,100 @@ class History:
         )
 
 
+class FlatRMSprop:
+    """RMSprop over parameters that live in one flat buffer, with Keras's semantics.
+
+    ``torch.optim.RMSprop(foreach=True)`` runs five element-wise kernels per parameter tensor (18
+    tensors in the seed model) and allocates a temporary for ``sqrt(v) + eps`` each time; on a CPU
+    that cost 1 ms a step, a third of an epoch. Here every parameter and gradient is a view into one
+    flat tensor, so a step is five kernels on one tensor with a preallocated temporary. The
+    operations and their order are torch's (``v = rho v + (1 - rho) g^2``;
+    ``p -= lr g / (sqrt(v) + eps)``), so the results are the same.
+
+    Call :meth:`release` after training: it gives each parameter its own storage again (the flat
+    views would otherwise be saved as shared memory).
+    """
+
+    def __init__(self, model: nn.Module, learning_rate: float, rho: float, epsilon: float) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.learning_rate, self.rho, self.epsilon = learning_rate, rho, epsilon
+        with torch.no_grad():
+            self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.grad = torch.zeros_like(self.flat)
+        self.square_avg = torch.zeros_like(self.flat)
+        self._denominator = torch.empty_like(self.flat)
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            p.data = self.flat[offset : offset + n].view_as(p)
+            p.grad = self.grad[offset : offset + n].view_as(p)  # backward accumulates into it
+            offset += n
+
+    def zero_grad(self) -> None:
+        """Zero the flat gradient (backward then adds each gradient into its view: 0 + g = g)."""
+        self.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One RMSprop update of every parameter."""
+        self.square_avg.mul_(self.rho).addcmul_(self.grad, self.grad, value=1 - self.rho)
+        torch.sqrt(self.square_avg, out=self._denominator).add_(self.epsilon)
+        self.flat.addcdiv_(self.grad, self._denominator, value=-self.learning_rate)
+
+    def release(self) -> None:
+        """Give each parameter its own storage and drop the gradients."""
+        for p in self.params:
+            p.data = p.data.clone()
+            p.grad = None
+
+
 def make_optimizer(
     model: nn.Module, learning_rate: float, rho: float, epsilon: float
-) -> torch.optim.Optimizer:
-    """RMSprop with Keras's semantics: ``alpha`` is Keras's ``rho``, ``eps`` added outside the sqrt."""
-    return torch.optim.RMSprop(
-        model.parameters(), lr=learning_rate, alpha=rho, eps=epsilon, foreach=True
-    )
+) -> FlatRMSprop:
+    """RMSprop with Keras's semantics (``rho``; ``eps`` added outside the sqrt) on a flat buffer."""
+    return FlatRMSprop(model, learning_rate, rho, epsilon)
+
+
+def make_train_step(
+    model: nn.Module,
+    optimizer: FlatRMSprop,
+    *,
+    kl_weight: float,
+    compile: bool = False,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One optimisation step on a batch ``(B, ...)`` -> the batch's loss (a detached 0-d tensor).
+
+    The loss stays on the device (no ``.item()``), so a GPU never waits for the host. With
+    ``compile=True`` the forward + backward graph and the optimizer update are compiled by
+    ``torch.compile`` (a start-up cost of several seconds; the same results to float tolerance).
+    """
+
+    def forward_loss(batch: torch.Tensor) -> torch.Tensor:
+        logits, mean, log_var = model(batch)
+        return vae_loss(batch, logits, mean, log_var, kl_weight)
+
+    def update() -> None:
+        optimizer.step()
+
+    if compile:
+        # fallback_random: draw the sampling noise from torch's RNG, as the plain step does.
+        options = {"fallback_random": True}
+        forward_loss = torch.compile(forward_loss, dynamic=False, options=options)
+        update = torch.compile(update, dynamic=False, options=options)
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        loss = forward_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        update()
+        return loss.detach()
+
+    return step
 
 
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, x: torch.Tensor, *, batch_size: int, kl_weight: float) -> float:
-    """Mean loss over ``x`` ``(N, C, H, W)``, decoding the codings mean (no sampling noise)."""
+    """Mean loss over ``x`` ``(N, C, H, W)`` or ``(N, C*H*W)``, decoding the codings mean."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=x.device)
@@ -78,12 +160,15 @@ def train_vae(
     epsilon: float = 1e-7,
     kl_weight: float = 0.0,
     generator: torch.Generator | None = None,
+    compile: bool = False,
     progress: bool = False,
 ) -> History:
     """Train ``model`` on ``train_x`` and keep the weights of the best validation epoch.
 
-    The data stay on the model's device as one tensor; each epoch draws one permutation and slices
-    batches from it, so there is no per-sample Python work. Without ``valid_x`` the last epoch's
+    The data stay on the model's device as one flat tensor. Each epoch draws one permutation (on
+    the CPU generator, moved once to the device) and gathers the shuffled images into one
+    preallocated buffer; batches are then contiguous slices of it, so the inner loop does no
+    indexing, copying or host-device synchronisation. Without ``valid_x`` the last epoch's
     weights are kept and ``valid_loss`` is empty.
 
     Args:
@@ -91,47 +176,54 @@ def train_vae(
         train_x: training images ``(N, C, H, W)`` float32 in [0, 1], on the model's device.
         valid_x: validation images ``(M, C, H, W)`` or None.
         generator: CPU generator for the shuffling (the caller seeds it and torch's global RNG).
+        compile: compile the training step with ``torch.compile`` (see :func:`make_train_step`).
         progress: show a tqdm bar with epoch, loss and validation loss.
     """
     from tqdm.auto import tqdm
 
     optimizer = make_optimizer(model, learning_rate, rho, epsilon)
+    step = make_train_step(model, optimizer, kl_weight=kl_weight, compile=compile)
     history = History()
-    best_loss, best_state = float("inf"), None
+    device = train_x.device
     n = len(train_x)
+    # The model flattens its input, so flat images give the same numbers without a view per batch.
+    flat_train = train_x.reshape(n, -1)
+    flat_valid = valid_x.reshape(len(valid_x), -1) if valid_x is not None else None
+    shuffled = torch.empty_like(flat_train)
+    # Best weights are copied into tensors allocated once (no deepcopy per improvement).
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_loss = float("inf")
     bar = tqdm(
         range(1, epochs + 1), desc="training", unit="epoch", disable=not progress, leave=False
     )
     model.train()
     for epoch in bar:
         start = time.perf_counter()
-        order = torch.randperm(n, generator=generator).to(train_x.device)
-        total = torch.zeros((), device=train_x.device)
+        order = torch.randperm(n, generator=generator).to(device, non_blocking=True)
+        torch.index_select(flat_train, 0, order, out=shuffled)
+        total = torch.zeros((), device=device)
         for first in range(0, n, batch_size):
-            batch = train_x[order[first : first + batch_size]]
-            logits, mean, log_var = model(batch)
-            loss = vae_loss(batch, logits, mean, log_var, kl_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(batch)
+            batch = shuffled[first : first + batch_size]
+            total.add_(step(batch), alpha=len(batch))
         history.train_loss.append(float(total) / n)
-        if valid_x is not None:
+        if flat_valid is not None:
             history.valid_loss.append(
-                evaluate_loss(model, valid_x, batch_size=1024, kl_weight=kl_weight)
+                evaluate_loss(model, flat_valid, batch_size=1024, kl_weight=kl_weight)
             )
             current = history.valid_loss[-1]
         else:
             current = -epoch  # no validation: the last epoch is the best
         if current < best_loss:
             best_loss, history.best_epoch = current, epoch
-            best_state = copy.deepcopy(model.state_dict())
+            with torch.no_grad():
+                for name, value in model.state_dict().items():
+                    best_state[name].copy_(value)
         history.epoch_seconds.append(time.perf_counter() - start)
         postfix = {"loss": f"{history.train_loss[-1]:.4f}"}
         if history.valid_loss:
             postfix["val_loss"] = f"{history.valid_loss[-1]:.4f}"
         bar.set_postfix(postfix)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    optimizer.release()
+    model.load_state_dict(best_state)
     model.eval()
     return history

@@ -1,0 +1,129 @@
+"""The training loop's speed-ups keep its results: FLOP counts, the step, best weights, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vae_anomaly import training
+from vae_anomaly.models import MLPVAE, vae_loss
+from vae_anomaly.runtime import epoch_flops, forward_flops, train_step_flops
+from vae_anomaly.training import make_optimizer, make_train_step, train_vae
+
+
+def _data(n: int, seed: int, shape=(1, 8, 8)) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((n, *shape), generator=g)
+
+
+def _tiny_model(seed: int = 0) -> MLPVAE:
+    torch.manual_seed(seed)
+    return MLPVAE((1, 8, 8), (16, 8), 4)
+
+
+@pytest.mark.parametrize(
+    ("image_shape", "hidden", "latent", "forward", "step"),
+    [
+        # 784*256 + 256*128 + 128*64 + 2*64*16 + 16*64 + 64*128 + 128*256 + 256*784 = 486,400 MACs;
+        # backward = 2x forward minus the first layer's input gradient (2 * 784 * 256).
+        ((1, 28, 28), (256, 128, 64), 16, 972_800, 3 * 972_800 - 2 * 784 * 256),
+        # 6*4 + 2*(4*2) + 2*4 + 4*6 = 72 MACs -> 144 forward, 3*144 - 2*24 = 384 forward+backward.
+        ((1, 2, 3), (4,), 2, 144, 384),
+    ],
+)
+def test_flop_counts_match_hand_count(image_shape, hidden, latent, forward, step):
+    model = MLPVAE(image_shape, hidden, latent)
+    assert forward_flops(model) == forward
+    assert train_step_flops(model) == step
+    assert epoch_flops(model, 10, 3) == 10 * step + 3 * forward
+
+
+def _reference_train(model, x, valid, *, epochs, batch_size, generator):
+    """The plain loop the optimised one must reproduce: index a batch, step, deepcopy the best."""
+    import copy
+
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    train_loss, valid_loss, best, best_state = [], [], float("inf"), None
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        total = 0.0
+        for first in range(0, len(x), batch_size):
+            batch = x[order[first : first + batch_size]]
+            logits, mean, log_var = model(batch)
+            loss = vae_loss(batch, logits, mean, log_var)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        train_loss.append(total / len(x))
+        with torch.no_grad():
+            logits, mean, log_var = model(valid, sample=False)
+            valid_loss.append(vae_loss(valid, logits, mean, log_var).item())
+        if valid_loss[-1] < best:
+            best, best_state = valid_loss[-1], copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return train_loss, valid_loss
+
+
+def test_optimised_loop_matches_plain_loop():
+    x, valid = _data(100, 1), _data(30, 2)
+    ref_model, model = _tiny_model(), _tiny_model()
+    torch.manual_seed(5)
+    ref_train, ref_valid = _reference_train(
+        ref_model, x, valid, epochs=3, batch_size=32, generator=torch.Generator().manual_seed(3)
+    )
+    torch.manual_seed(5)
+    history = train_vae(
+        model, x, valid, epochs=3, batch_size=32, generator=torch.Generator().manual_seed(3)
+    )
+    assert history.train_loss == pytest.approx(ref_train, rel=1e-6)
+    assert history.valid_loss == pytest.approx(ref_valid, rel=1e-6)
+    for name, value in ref_model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_best_validation_weights_are_restored(monkeypatch):
+    """Epoch 2 has the lowest (scripted) validation loss: the weights equal those after epoch 2."""
+    scripted = iter([3.0, 1.0, 2.0, 5.0])
+    monkeypatch.setattr(training, "evaluate_loss", lambda *a, **k: next(scripted))
+    x, valid = _data(64, 1), _data(8, 2)
+    model = _tiny_model()
+    torch.manual_seed(7)
+    history = train_vae(model, x, valid, epochs=4, generator=torch.Generator().manual_seed(3))
+    assert history.best_epoch == 2
+    two_epochs = _tiny_model()
+    torch.manual_seed(7)
+    train_vae(two_epochs, x, None, epochs=2, generator=torch.Generator().manual_seed(3))
+    for name, value in two_epochs.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
+    last = _tiny_model()
+    torch.manual_seed(7)
+    train_vae(last, x, None, epochs=4, generator=torch.Generator().manual_seed(3))
+    assert not torch.equal(last.decoder[-1].weight, model.decoder[-1].weight)
+
+
+def test_same_seed_same_history():
+    x, valid = _data(80, 1), _data(20, 2)
+    runs = []
+    for _ in range(2):
+        model = _tiny_model(seed=4)
+        torch.manual_seed(4)
+        runs.append(
+            train_vae(model, x, valid, epochs=2, generator=torch.Generator().manual_seed(4))
+        )
+    assert runs[0].train_loss == runs[1].train_loss
+    assert runs[0].valid_loss == runs[1].valid_loss
+
+
+@pytest.mark.e2e  # the slow tier: inductor compiles C++ kernels for ~30 s on 2 cores
+def test_compiled_step_gives_the_plain_step_losses():
+    x = _data(96, 1).flatten(1)
+    losses = {}
+    for compiled in (False, True):
+        model = _tiny_model()
+        optimizer = make_optimizer(model, 1e-3, 0.9, 1e-7)
+        step = make_train_step(model, optimizer, kl_weight=1 / 64, compile=compiled)
+        torch.manual_seed(9)
+        losses[compiled] = [float(step(x[i : i + 32])) for i in range(0, 96, 32)]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+    assert losses[False][0] != pytest.approx(losses[False][-1], rel=1e-6)  # the steps did learn
