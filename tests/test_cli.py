@@ -105,7 +105,7 @@ def test_missing_dataset_and_bad_config(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert (
         result.output.strip()
-        == f"error: {bad}: unknown key 'train.epoch'. Known keys in [train]: batch_size, device, epochs, epsilon, kl_weight, learning_rate, rho, threads."
+        == f"error: {bad}: unknown key 'train.epoch'. Known keys in [train]: batch_size, compile, device, epochs, epsilon, kl_weight, learning_rate, rho, threads."
     )
 
 

@@ -57,6 +57,10 @@ def test_geron_preset():
         ("[train]\nkl_weight = -0.5", r"kl_weight \(--kl-weight\) must be >= 0. Got -0.5"),
         ("[train]\nepochs = 2.5", "must be an integer > 0. Got 2.5"),
         (
+            "[train]\ncompile = 'yes'",
+            r"train.compile \(--compile\) must be true or false. Got 'yes'",
+        ),
+        (
             "[threshold]\nrule = 'median'",
             "threshold.rule .* must be one of train_mean_2.5std, .* Got 'median'",
         ),

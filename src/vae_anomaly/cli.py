@@ -205,6 +205,15 @@ ThreadsOpt = Annotated[
         "--threads", help="CPU threads for torch [default: one per core].", show_default=False
     ),
 ]
+CompileOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile/--no-compile",
+        help="torch.compile the training step: faster epochs after several seconds of compilation "
+        "[default: no-compile].",
+        show_default=False,
+    ),
+]
 SampleOpt = Annotated[
     bool | None,
     typer.Option(
@@ -239,6 +248,7 @@ def run(
     threshold_rule: RuleOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    compile: CompileOpt = None,
     sample_scores: SampleOpt = None,
     download: DownloadOpt = None,
     out: Annotated[
@@ -277,6 +287,7 @@ def run(
                 "kl_weight": kl_weight,
                 "device": device,
                 "threads": threads,
+                "compile": compile,
             },
             "score": {"sample": sample_scores},
             "threshold": {"rule": threshold_rule},
@@ -425,6 +436,7 @@ def train(
     ] = False,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    compile: CompileOpt = None,
     download: DownloadOpt = None,
     force: ForceOpt = False,
     progress: ProgressOpt = True,
@@ -455,6 +467,7 @@ def train(
                 "kl_weight": kl_weight,
                 "device": device,
                 "threads": threads,
+                "compile": compile,
             },
             "threshold": {"rule": threshold_rule, "target_fpr": target_fpr},
         },

@@ -81,6 +81,7 @@ class TrainConfig:
     kl_weight: float = 0.0  # the seed trains without the KL term; Geron's book uses 1/784
     device: str = "auto"  # auto (cuda if present, else cpu), cpu or cuda
     threads: int | None = None  # CPU threads for torch (None: torch's default, one per core)
+    compile: bool = False  # torch.compile the training step: faster epochs, seconds of start-up
 
 
 @dataclass
@@ -295,6 +296,10 @@ def validate_config(config: RunConfig) -> RunConfig:
     _check(
         t.threads is None or (_is_int(t.threads) and t.threads > 0),
         f"train.threads must be an integer > 0. Got {t.threads!r}.",
+    )
+    _check(
+        isinstance(t.compile, bool),
+        f"train.compile (--compile) must be true or false. Got {t.compile!r}.",
     )
     _check(
         s.score in SCORE_NAMES,

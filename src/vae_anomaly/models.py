@@ -14,6 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# torch.selu's constants (selu = scale * elu(x, alpha)); its backward is elu_backward with them.
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
 
 class MLPVAE(nn.Module):
     """The seed's fully connected VAE with selu layers and a sigmoid output.
@@ -91,6 +95,84 @@ class MLPVAE(nn.Module):
         mean, log_var = self.encode(x)
         z = self.reparameterize(mean, log_var) if sample else mean
         return self.decode_logits(z), mean, log_var
+
+    @torch.no_grad()
+    def loss_and_gradients(
+        self, x: torch.Tensor, noise: torch.Tensor, kl_weight: float = 0.0
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The training loss and its gradients, computed by hand instead of by autograd.
+
+        The same forward pass as :meth:`forward` with ``sample=True`` and :func:`vae_loss`, then
+        the chain rule written out layer by layer with the same ATen kernels autograd would call
+        (``elu_backward`` for selu, ``mm`` for the Linear layers), so the numbers are autograd's
+        (the tests compare them). Skipping the autograd engine and its gradient accumulation saves
+        a fifth of a training step on a CPU.
+
+        Args:
+            x: images ``(B, C, H, W)`` or flat ``(B, C*H*W)`` in [0, 1].
+            noise: the reparameterisation's ``eps ~ N(0, I)``, ``(B, latent_dim)``.
+            kl_weight: weight of the mean KL divergence, as in :func:`vae_loss`.
+
+        Returns:
+            The loss (0-d) and one gradient per tensor of ``self.parameters()``, in that order.
+        """
+        x = x.flatten(1)
+        encoder = [m for m in self.encoder if isinstance(m, nn.Linear)]
+        decoder = [m for m in self.decoder if isinstance(m, nn.Linear)]
+        # Forward, keeping each layer's input and pre-activation.
+        inputs, pre = [], []
+        h = x
+        for layer in encoder:
+            inputs.append(h)
+            pre.append(torch.addmm(layer.bias, h, layer.weight.t()))
+            h = F.selu(pre[-1])
+        mean = torch.addmm(self.codings_mean.bias, h, self.codings_mean.weight.t())
+        log_var = torch.addmm(self.codings_log_var.bias, h, self.codings_log_var.weight.t())
+        std = torch.exp(0.5 * log_var)
+        z = mean + std * noise
+        dec_inputs, dec_pre = [], []
+        g = z
+        for layer in decoder[:-1]:
+            dec_inputs.append(g)
+            dec_pre.append(torch.addmm(layer.bias, g, layer.weight.t()))
+            g = F.selu(dec_pre[-1])
+        logits = torch.addmm(decoder[-1].bias, g, decoder[-1].weight.t())
+        loss = vae_loss(x, logits, mean, log_var, kl_weight)
+
+        grads: dict[nn.Parameter, torch.Tensor] = {}
+
+        def linear_backward(layer: nn.Linear, grad_out: torch.Tensor, layer_in: torch.Tensor):
+            grads[layer.weight] = grad_out.t().mm(layer_in)
+            grads[layer.bias] = grad_out.sum(0)
+
+        # d BCE-with-logits (mean over B * pixels) / d logits.
+        grad = (torch.sigmoid(logits) - x) / x.numel()
+        linear_backward(decoder[-1], grad, g)
+        grad = grad.mm(decoder[-1].weight)
+        for layer, layer_in, layer_pre in zip(
+            reversed(decoder[:-1]), reversed(dec_inputs), reversed(dec_pre), strict=True
+        ):
+            grad = torch.ops.aten.elu_backward(
+                grad, _SELU_ALPHA, _SELU_SCALE, 1.0, False, layer_pre
+            )
+            linear_backward(layer, grad, layer_in)
+            grad = grad.mm(layer.weight)
+        # z = mean + exp(log_var / 2) * noise; the KL term adds w * mean / B and
+        # w * (exp(log_var) - 1) / (2B) (Kingma & Welling 2014, appendix B).
+        grad_mean = grad
+        grad_log_var = grad * noise * std * 0.5
+        if kl_weight != 0:
+            grad_mean = grad_mean + (kl_weight / len(x)) * mean
+            grad_log_var = grad_log_var + (kl_weight / len(x)) * 0.5 * (log_var.exp() - 1)
+        linear_backward(self.codings_mean, grad_mean, h)
+        linear_backward(self.codings_log_var, grad_log_var, h)
+        grad = grad_mean.mm(self.codings_mean.weight) + grad_log_var.mm(self.codings_log_var.weight)
+        for i in range(len(encoder) - 1, -1, -1):
+            grad = torch.ops.aten.elu_backward(grad, _SELU_ALPHA, _SELU_SCALE, 1.0, False, pre[i])
+            linear_backward(encoder[i], grad, inputs[i])
+            if i > 0:  # the image needs no gradient
+                grad = grad.mm(encoder[i].weight)
+        return loss.detach(), [grads[p] for p in self.parameters()]
 
 
 def kl_divergence(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

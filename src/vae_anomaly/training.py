@@ -77,11 +77,13 @@ class FlatRMSprop:
         self.grad.zero_()
 
     @torch.no_grad()
-    def step(self) -> None:
-        """One RMSprop update of every parameter."""
-        self.square_avg.mul_(self.rho).addcmul_(self.grad, self.grad, value=1 - self.rho)
+    def step(self, grad: torch.Tensor | None = None) -> None:
+        """One RMSprop update of every parameter, from ``grad`` (flat, in parameter order) or
+        from the gradients that backward accumulated."""
+        grad = self.grad if grad is None else grad
+        self.square_avg.mul_(self.rho).addcmul_(grad, grad, value=1 - self.rho)
         torch.sqrt(self.square_avg, out=self._denominator).add_(self.epsilon)
-        self.flat.addcdiv_(self.grad, self._denominator, value=-self.learning_rate)
+        self.flat.addcdiv_(grad, self._denominator, value=-self.learning_rate)
 
     def release(self) -> None:
         """Give each parameter its own storage and drop the gradients."""
@@ -106,30 +108,56 @@ def make_train_step(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """One optimisation step on a batch ``(B, ...)`` -> the batch's loss (a detached 0-d tensor).
 
-    The loss stays on the device (no ``.item()``), so a GPU never waits for the host. With
-    ``compile=True`` the forward + backward graph and the optimizer update are compiled by
-    ``torch.compile`` (a start-up cost of several seconds; the same results to float tolerance).
+    A model with a ``loss_and_gradients(x, noise, kl_weight)`` method (the MLP VAE) gets its
+    gradients from it, without the autograd engine; any other model goes through autograd. The
+    sampling noise is drawn from torch's global RNG either way, so a seed gives the same run. The
+    loss stays on the device (no ``.item()``), so a GPU never waits for the host.
+
+    With ``compile=True`` the gradient computation and the optimizer update are compiled by
+    ``torch.compile`` for full batches (the first epoch pays several seconds of compilation,
+    less when inductor's cache has the graphs; the results match to float tolerance, not to the
+    bit); a last, smaller batch runs eagerly instead of compiling a second graph.
     """
+    if not hasattr(model, "loss_and_gradients"):
+        if compile:
+            raise ValueError(f"compile needs a model with loss_and_gradients; got {type(model)}")
 
-    def forward_loss(batch: torch.Tensor) -> torch.Tensor:
-        logits, mean, log_var = model(batch)
-        return vae_loss(batch, logits, mean, log_var, kl_weight)
+        def autograd_step(batch: torch.Tensor) -> torch.Tensor:
+            logits, mean, log_var = model(batch)
+            loss = vae_loss(batch, logits, mean, log_var, kl_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss.detach()
 
-    def update() -> None:
-        optimizer.step()
+        return autograd_step
 
+    latent_dim = model.latent_dim
+
+    def flat_gradient(batch: torch.Tensor, noise: torch.Tensor):
+        loss, grads = model.loss_and_gradients(batch, noise, kl_weight)
+        return loss, torch.cat([g.reshape(-1) for g in grads])
+
+    def update(grad: torch.Tensor) -> None:
+        optimizer.step(grad)
+
+    eager_gradient, eager_update = flat_gradient, update
+    compiled_size = None
     if compile:
-        # fallback_random: draw the sampling noise from torch's RNG, as the plain step does.
-        options = {"fallback_random": True}
-        forward_loss = torch.compile(forward_loss, dynamic=False, options=options)
-        update = torch.compile(update, dynamic=False, options=options)
+        flat_gradient = torch.compile(flat_gradient, dynamic=False)
+        update = torch.compile(update, dynamic=False)
 
     def step(batch: torch.Tensor) -> torch.Tensor:
-        loss = forward_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        update()
-        return loss.detach()
+        nonlocal compiled_size
+        noise = torch.randn(len(batch), latent_dim, dtype=batch.dtype, device=batch.device)
+        if compile and compiled_size in (None, len(batch)):
+            compiled_size = len(batch)
+            loss, grad = flat_gradient(batch, noise)
+            update(grad)
+        else:
+            loss, grad = eager_gradient(batch, noise)
+            eager_update(grad)
+        return loss
 
     return step
 
@@ -162,6 +190,7 @@ def train_vae(
     generator: torch.Generator | None = None,
     compile: bool = False,
     progress: bool = False,
+    on_epoch_end: Callable[[int, History], None] | None = None,
 ) -> History:
     """Train ``model`` on ``train_x`` and keep the weights of the best validation epoch.
 
@@ -178,6 +207,8 @@ def train_vae(
         generator: CPU generator for the shuffling (the caller seeds it and torch's global RNG).
         compile: compile the training step with ``torch.compile`` (see :func:`make_train_step`).
         progress: show a tqdm bar with epoch, loss and validation loss.
+        on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch (outside the
+            epoch's timing), e.g. to log or to measure something between epochs.
     """
     from tqdm.auto import tqdm
 
@@ -223,6 +254,8 @@ def train_vae(
         if history.valid_loss:
             postfix["val_loss"] = f"{history.valid_loss[-1]:.4f}"
         bar.set_postfix(postfix)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
     optimizer.release()
     model.load_state_dict(best_state)
     model.eval()
