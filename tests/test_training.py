@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from vae_anomaly import training
+from vae_anomaly.errors import CompileError
 from vae_anomaly.models import MLPVAE, vae_loss
 from vae_anomaly.runtime import epoch_flops, forward_flops, train_step_flops
 from vae_anomaly.training import make_optimizer, make_train_step, train_vae
@@ -180,3 +181,19 @@ def test_models_without_analytic_gradients_train_through_autograd():
         )
     assert histories[1].train_loss == pytest.approx(histories[0].train_loss, rel=1e-5)
     torch.testing.assert_close(wrapped.vae.decoder[-1].weight, plain.decoder[-1].weight)
+
+
+def test_a_failing_compile_is_a_clear_error(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model = _tiny_model()
+    step = make_train_step(model, make_optimizer(model, 1e-3, 0.9, 1e-7), kl_weight=0, compile=True)
+    with pytest.raises(
+        CompileError, match=r"--compile: .*RuntimeError: InvalidCxxCompiler: No work"
+    ):
+        step(_data(4, 1).flatten(1))

@@ -19,3 +19,7 @@ class ModelFileError(VAEAnomalyError, ValueError):
 
 class NotFittedError(VAEAnomalyError, AttributeError):
     """A detector was used before ``fit`` (worded like scikit-learn's NotFittedError)."""
+
+
+class CompileError(VAEAnomalyError, RuntimeError):
+    """``torch.compile`` could not build the training step (no C++ compiler, say)."""

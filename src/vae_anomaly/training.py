@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .errors import CompileError
 from .models import vae_loss
 
 
@@ -150,10 +151,20 @@ def make_train_step(
     def step(batch: torch.Tensor) -> torch.Tensor:
         nonlocal compiled_size
         noise = torch.randn(len(batch), latent_dim, dtype=batch.dtype, device=batch.device)
-        if compile and compiled_size in (None, len(batch)):
-            compiled_size = len(batch)
+        if compile and compiled_size == len(batch):
             loss, grad = flat_gradient(batch, noise)
             update(grad)
+        elif compile and compiled_size is None:  # the first call compiles
+            try:
+                loss, grad = flat_gradient(batch, noise)
+                update(grad)
+            except Exception as exc:  # inductor needs a C++ compiler and the Python headers
+                first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+                raise CompileError(
+                    "--compile: torch.compile could not build the training step "
+                    f"({type(exc).__name__}: {first_line}); run without --compile."
+                ) from exc
+            compiled_size = len(batch)
         else:
             loss, grad = eager_gradient(batch, noise)
             eager_update(grad)
