@@ -70,6 +70,7 @@ app = typer.Typer(
     help="Anomaly detection on images with variational autoencoders.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help texts show "[default: ...]" literally (rich would eat it as markup)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -127,7 +128,10 @@ def _split_classes(value: str | None) -> list[str] | None:
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
-        "--config", help="TOML file of settings (see `vae-anomaly run --help`).", show_default=False
+        "--config",
+        help="TOML file of settings, e.g. a run folder's config.toml (sections data, model, train, "
+        "score, threshold); options given here override it.",
+        show_default=False,
     ),
 ]
 PresetOpt = Annotated[
