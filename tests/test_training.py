@@ -44,7 +44,15 @@ def _reference_train(model, x, valid, *, epochs, batch_size, generator):
     """The plain loop the optimised one must reproduce: index a batch, step, deepcopy the best."""
     import copy
 
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    params = list(model.parameters())
+    square_avgs = [torch.zeros_like(p) for p in params]
+
+    def keras_rmsprop_step():  # per tensor, Keras's rule: v = 0.9 v + 0.1 g^2; p -= lr g / sqrt(v + eps)
+        with torch.no_grad():
+            for p, v in zip(params, square_avgs, strict=True):
+                v.mul_(0.9).addcmul_(p.grad, p.grad, value=0.1)
+                p.addcdiv_(p.grad, torch.sqrt(v + 1e-7), value=-1e-3)
+
     train_loss, valid_loss, best, best_state = [], [], float("inf"), None
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
@@ -53,9 +61,9 @@ def _reference_train(model, x, valid, *, epochs, batch_size, generator):
             batch = x[order[first : first + batch_size]]
             logits, mean, log_var = model(batch)
             loss = vae_loss(batch, logits, mean, log_var)
-            optimizer.zero_grad()
+            model.zero_grad()
             loss.backward()
-            optimizer.step()
+            keras_rmsprop_step()
             total += loss.item() * len(batch)
         train_loss.append(total / len(x))
         with torch.no_grad():
@@ -65,6 +73,20 @@ def _reference_train(model, x, valid, *, epochs, batch_size, generator):
             best, best_state = valid_loss[-1], copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     return train_loss, valid_loss
+
+
+def test_rmsprop_step_has_keras_epsilon_inside_the_square_root():
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 1.0]]))
+    optimizer = make_optimizer(model, 1e-3, 0.9, 1e-7)
+    optimizer.grad.copy_(torch.tensor([1e-3, 1e-5]))
+    optimizer.step()
+    # v = 0.1 g^2; step = lr g / sqrt(v + 1e-7): 1e-6 / sqrt(2e-7) = 2.2361e-3 and
+    # 1e-8 / sqrt(1.00001e-7) = 3.1621e-5 (torch's sqrt(v) + eps would give 3.16e-3 and 3.07e-3).
+    expected = torch.tensor([1 - 2.2360680e-3, 1 - 3.1621196e-5])
+    torch.testing.assert_close(optimizer.flat, expected, rtol=0, atol=1e-7)
+    torch.testing.assert_close(optimizer.square_avg, torch.tensor([1e-7, 1e-11]))
 
 
 def test_optimised_loop_matches_plain_loop():

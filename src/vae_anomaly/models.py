@@ -98,7 +98,11 @@ class MLPVAE(nn.Module):
 
     @torch.no_grad()
     def loss_and_gradients(
-        self, x: torch.Tensor, noise: torch.Tensor, kl_weight: float = 0.0
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor,
+        kl_weight: float = 0.0,
+        out: Sequence[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The training loss and its gradients, computed by hand instead of by autograd.
 
@@ -112,9 +116,13 @@ class MLPVAE(nn.Module):
             x: images ``(B, C, H, W)`` or flat ``(B, C*H*W)`` in [0, 1].
             noise: the reparameterisation's ``eps ~ N(0, I)``, ``(B, latent_dim)``.
             kl_weight: weight of the mean KL divergence, as in :func:`vae_loss`.
+            out: optional tensors, one per tensor of ``self.parameters()`` and of its shape, that
+                receive the gradients (e.g. views into an optimizer's flat gradient buffer): the
+                kernels write into them, so no gradient is allocated or copied afterwards.
 
         Returns:
-            The loss (0-d) and one gradient per tensor of ``self.parameters()``, in that order.
+            The loss (0-d) and one gradient per tensor of ``self.parameters()``, in that order
+            (the tensors of ``out`` when given).
         """
         x = x.flatten(1)
         encoder = [m for m in self.encoder if isinstance(m, nn.Linear)]
@@ -139,11 +147,13 @@ class MLPVAE(nn.Module):
         logits = torch.addmm(decoder[-1].bias, g, decoder[-1].weight.t())
         loss = vae_loss(x, logits, mean, log_var, kl_weight)
 
+        params = list(self.parameters())
+        targets = dict(zip(params, out, strict=True)) if out is not None else {}
         grads: dict[nn.Parameter, torch.Tensor] = {}
 
         def linear_backward(layer: nn.Linear, grad_out: torch.Tensor, layer_in: torch.Tensor):
-            grads[layer.weight] = grad_out.t().mm(layer_in)
-            grads[layer.bias] = grad_out.sum(0)
+            grads[layer.weight] = torch.mm(grad_out.t(), layer_in, out=targets.get(layer.weight))
+            grads[layer.bias] = torch.sum(grad_out, 0, out=targets.get(layer.bias))
 
         # d BCE-with-logits (mean over B * pixels) / d logits.
         grad = (torch.sigmoid(logits) - x) / x.numel()
@@ -172,7 +182,7 @@ class MLPVAE(nn.Module):
             linear_backward(encoder[i], grad, inputs[i])
             if i > 0:  # the image needs no gradient
                 grad = grad.mm(encoder[i].weight)
-        return loss.detach(), [grads[p] for p in self.parameters()]
+        return loss.detach(), [grads[p] for p in params]
 
 
 def kl_divergence(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

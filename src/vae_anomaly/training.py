@@ -47,12 +47,14 @@ class History:
 class FlatRMSprop:
     """RMSprop over parameters that live in one flat buffer, with Keras's semantics.
 
-    ``torch.optim.RMSprop(foreach=True)`` runs five element-wise kernels per parameter tensor (18
-    tensors in the seed model) and allocates a temporary for ``sqrt(v) + eps`` each time; on a CPU
-    that cost 1 ms a step, a third of an epoch. Here every parameter and gradient is a view into one
-    flat tensor, so a step is five kernels on one tensor with a preallocated temporary. The
-    operations and their order are torch's (``v = rho v + (1 - rho) g^2``;
-    ``p -= lr g / (sqrt(v) + eps)``), so the results are the same.
+    Keras (TF's ``ApplyRMSProp`` kernel, and Keras 3) adds epsilon *inside* the square root:
+    ``v = rho v + (1 - rho) g^2``; ``p -= lr g / sqrt(v + eps)``. ``torch.optim.RMSprop`` adds it
+    outside (``sqrt(v) + eps``), which with Keras's ``eps = 1e-7`` gives parameters with tiny
+    gradients steps up to ~3000x larger (``sqrt(1e-7) = 3.2e-4`` vs ``1e-7`` as the floor of the
+    denominator), so it is not used. ``torch.optim.RMSprop(foreach=True)`` would also run five
+    element-wise kernels per parameter tensor (18 in the seed model); here every parameter and
+    gradient is a view into one flat tensor, so a step is five kernels on one tensor with a
+    preallocated temporary.
 
     Call :meth:`release` after training: it gives each parameter its own storage again (the flat
     views would otherwise be saved as shared memory).
@@ -83,7 +85,7 @@ class FlatRMSprop:
         from the gradients that backward accumulated."""
         grad = self.grad if grad is None else grad
         self.square_avg.mul_(self.rho).addcmul_(grad, grad, value=1 - self.rho)
-        torch.sqrt(self.square_avg, out=self._denominator).add_(self.epsilon)
+        torch.add(self.square_avg, self.epsilon, out=self._denominator).sqrt_()
         self.flat.addcdiv_(grad, self._denominator, value=-self.learning_rate)
 
     def release(self) -> None:
@@ -96,7 +98,7 @@ class FlatRMSprop:
 def make_optimizer(
     model: nn.Module, learning_rate: float, rho: float, epsilon: float
 ) -> FlatRMSprop:
-    """RMSprop with Keras's semantics (``rho``; ``eps`` added outside the sqrt) on a flat buffer."""
+    """RMSprop with Keras's semantics (``rho``; ``eps`` inside the sqrt) on a flat buffer."""
     return FlatRMSprop(model, learning_rate, rho, epsilon)
 
 
@@ -109,8 +111,9 @@ def make_train_step(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """One optimisation step on a batch ``(B, ...)`` -> the batch's loss (a detached 0-d tensor).
 
-    A model with a ``loss_and_gradients(x, noise, kl_weight)`` method (the MLP VAE) gets its
-    gradients from it, without the autograd engine; any other model goes through autograd. The
+    A model with a ``loss_and_gradients(x, noise, kl_weight, out)`` method (the MLP VAE) gets its
+    gradients from it, without the autograd engine, written straight into the optimizer's flat
+    gradient buffer (no concatenation); any other model goes through autograd. The
     sampling noise is drawn from torch's global RNG either way, so a seed gives the same run. The
     loss stays on the device (no ``.item()``), so a GPU never waits for the host.
 
@@ -134,17 +137,24 @@ def make_train_step(
         return autograd_step
 
     latent_dim = model.latent_dim
+    # The optimizer's gradient views, in parameter order (None for a frozen parameter).
+    grad_views = [p.grad for p in model.parameters()]
 
-    def flat_gradient(batch: torch.Tensor, noise: torch.Tensor):
-        loss, grads = model.loss_and_gradients(batch, noise, kl_weight)
-        return loss, torch.cat([g.reshape(-1) for g in grads])
+    def eager_step(batch: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        loss, _ = model.loss_and_gradients(batch, noise, kl_weight, out=grad_views)
+        optimizer.step()
+        return loss
 
-    def update(grad: torch.Tensor) -> None:
-        optimizer.step(grad)
-
-    eager_gradient, eager_update = flat_gradient, update
     compiled_size = None
-    if compile:
+    if compile:  # compiled graphs return a new flat gradient instead of writing into views
+
+        def flat_gradient(batch: torch.Tensor, noise: torch.Tensor):
+            loss, grads = model.loss_and_gradients(batch, noise, kl_weight)
+            return loss, torch.cat([g.reshape(-1) for g in grads])
+
+        def update(grad: torch.Tensor) -> None:
+            optimizer.step(grad)
+
         flat_gradient = torch.compile(flat_gradient, dynamic=False)
         update = torch.compile(update, dynamic=False)
 
@@ -166,8 +176,7 @@ def make_train_step(
                 ) from exc
             compiled_size = len(batch)
         else:
-            loss, grad = eager_gradient(batch, noise)
-            eager_update(grad)
+            loss = eager_step(batch, noise)
         return loss
 
     return step
