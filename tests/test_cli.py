@@ -124,3 +124,28 @@ def test_version_and_help():
     assert invoke("--version").output.startswith("vae-anomaly ")
     result = invoke("run", "--help")
     assert result.exit_code == 0 and "--normal" in result.output and "--kl-weight" in result.output
+
+
+def test_evaluate_splits_a_run_model_as_the_run_did(synthetic_fashion_dir, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text("[data]\nvalid_fraction = 0.25\n")
+    out = tmp_path / "run"
+    result = invoke(
+        "run", "--config", config, "--data-dir", synthetic_fashion_dir, "--epochs", 1,
+        "--out", out, "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "model" / "detector.json").read_text())
+    assert saved["data"]["valid_fraction"] == 0.25
+    assert saved["data"]["normal_names"] == ["T-shirt/top", "Pullover", "Shirt"]
+    result = invoke(
+        "evaluate", out / "model", "fashion-mnist", "--data-dir", synthetic_fashion_dir,
+        "--out", tmp_path / "eval", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run_metrics = json.loads((out / "metrics.json").read_text())
+    eval_metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert eval_metrics["dataset"]["split"] == run_metrics["dataset"]["split"]
+    assert run_metrics["dataset"]["split"]["valid"] > 0.2 * 4 * 60  # a quarter of 4 classes x 60
+    run_test = run_metrics["thresholds"]["best_valid_accuracy"]["test"]
+    assert eval_metrics["thresholds"]["best_valid_accuracy"]["test"] == run_test

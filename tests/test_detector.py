@@ -146,6 +146,22 @@ def test_save_load_gives_identical_scores(fitted, data, tmp_path, kind):
     assert loaded.history_.train_loss == fitted.history_.train_loss
 
 
+def test_loaded_detector_calibrates_like_the_fitted_one(fitted, data, tmp_path):
+    _, valid_normal, anomalies = data
+    x = np.concatenate([valid_normal, anomalies])
+    y = np.r_[np.zeros(len(valid_normal)), np.ones(len(anomalies))]
+    loaded = VAEAnomalyDetector.load(fitted.save(tmp_path / "m"))
+    loaded.calibrate(x, y, rule="valid_midpoint")
+    fitted.calibrate(x, y, rule="valid_midpoint")
+    try:
+        assert loaded.threshold_ == fitted.threshold_
+        assert {k: t.value for k, t in loaded.thresholds_.items()} == {
+            k: t.value for k, t in fitted.thresholds_.items()
+        }
+    finally:
+        fitted.calibrate(x, y, rule="train_mean_2.5std")  # leave the module fixture as it was
+
+
 def test_altered_metadata_or_weights_are_refused(fitted, tmp_path):
     path = fitted.save(tmp_path / "m")
     meta_path = path / "detector.json"

@@ -238,13 +238,32 @@ def validate_config(config: RunConfig) -> RunConfig:
         f"seed must be an integer >= 0. Got {config.seed!r}.",
     )
     _check(
+        config.name is None
+        or (
+            isinstance(config.name, str)
+            and config.name.strip() not in ("", ".", "..")
+            and not any(sep in config.name for sep in "/\\")
+        ),
+        f"name (--name) must be a folder name (no '/'). Got {config.name!r}.",
+    )
+    _check(
         isinstance(d.dataset, str) and d.dataset != "",
         f"data.dataset must be a name or path. Got {d.dataset!r}.",
+    )
+    _check(
+        d.data_dir is None or (isinstance(d.data_dir, str) and d.data_dir != ""),
+        f"data.data_dir (--data-dir) must be a folder path. Got {d.data_dir!r}.",
+    )
+    _check(
+        isinstance(d.download, bool),
+        f"data.download (--download) must be true or false. Got {d.download!r}.",
     )
     for option in ("normal", "abnormal"):
         classes = getattr(d, option)
         _check(
-            isinstance(classes, list | tuple) and len(classes) > 0,
+            isinstance(classes, list | tuple)
+            and len(classes) > 0
+            and all(isinstance(c, str) or _is_int(c) for c in classes),
             f"data.{option} must be a non-empty list of class names or indices. Got {classes!r}.",
         )
     _check(

@@ -23,6 +23,7 @@ from .models import build_model, count_parameters
 from .runtime import resolve_device, set_threads
 from .scoring import decode_codings, encode_means, error_maps, reconstruct_images, score_images
 from .thresholds import (
+    FALLBACK_RULE,
     RULES,
     ScoreSets,
     Threshold,
@@ -247,7 +248,11 @@ class VAEAnomalyDetector:
         self._set_threshold(
             compute_threshold(self.threshold_rule, sets, target_fpr=self.target_fpr)
         )
-        self.thresholds_ = {self.threshold_rule: self.threshold_info_}
+        # threshold1 is kept too: saved with the model, it lets a loaded detector calibrate.
+        self.thresholds_ = {
+            FALLBACK_RULE: compute_threshold(FALLBACK_RULE, sets),
+            self.threshold_rule: self.threshold_info_,
+        }
         self.data_info_ = {}
         self.fit_seconds_ = time.perf_counter() - start
         return self
@@ -277,10 +282,20 @@ class VAEAnomalyDetector:
         if not np.isin(labels, (0, 1)).all():
             raise InputError("is_anomaly must hold only 0/1 or False/True.")
         labels = labels.astype(bool)
+        train_threshold = None
+        if len(self.normal_train_scores_) == 0:  # loaded: the scores are gone, threshold1 is not
+            if FALLBACK_RULE not in self.thresholds_:
+                raise InputError(
+                    f"this detector was saved without its {FALLBACK_RULE} threshold, which calibrate "
+                    "needs; retrain it with this version of vae-anomaly."
+                )
+            train_threshold = self.thresholds_[FALLBACK_RULE].value
         scores = self.score_samples(X)
         self.normal_valid_scores_ = scores[~labels]
         sets = ScoreSets(self.normal_train_scores_, scores[~labels], scores[labels])
-        self.thresholds_ = compute_all_thresholds(sets, target_fpr=self.target_fpr)
+        self.thresholds_ = compute_all_thresholds(
+            sets, target_fpr=self.target_fpr, train_threshold=train_threshold
+        )
         self._set_threshold(self.thresholds_[rule])
         return self
 

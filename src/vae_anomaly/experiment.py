@@ -90,6 +90,7 @@ def run_experiment(
 
     detector = VAEAnomalyDetector.from_config(config, progress=progress)
     detector.fit(split.normal_train_x, validation_data=split.normal_valid_x)
+    detector.data_info_ = describe_data(config, dataset, split)
     timings["train_s"] = detector.train_seconds_
 
     t = time.perf_counter()
@@ -287,7 +288,22 @@ def train_detector(
         detector.calibrate(
             prepare(split.valid_x, "validation images"), split.valid_is_anomaly, rule=rule
         )
-    detector.data_info_ = {
+    detector.data_info_ = describe_data(config, dataset, split, size=size, grayscale=grayscale)
+    return detector, dataset, split
+
+
+def describe_data(
+    config: RunConfig,
+    dataset: Dataset,
+    split: SeedSplit,
+    *,
+    size: tuple[int, int] | None = None,
+    grayscale: bool = False,
+) -> dict[str, Any]:
+    """What a saved detector records of its training data (its ``data_info_``): the dataset, the
+    classes, the split's fractions (``evaluate`` splits the same way) and the preprocessing."""
+    names = dataset.class_names
+    return {
         "dataset": dataset.name,
         "source": dataset.source,
         "class_names": list(names),
@@ -304,7 +320,6 @@ def train_detector(
             "grayscale": grayscale,
         },
     }
-    return detector, dataset, split
 
 
 def evaluate_saved_model(
@@ -337,7 +352,7 @@ def evaluate_saved_model(
     start = time.perf_counter()
     detector = VAEAnomalyDetector.load(model_path, device=device)
     meta = detector.saved_metadata_
-    info = detector.data_info_ or meta.get("dataset") or {}  # run saves "dataset"
+    info = detector.data_info_ or meta.get("dataset") or {}  # older runs saved only "dataset"
     config = RunConfig()
     config.seed = detector.seed
     config.data.valid_fraction = info.get("valid_fraction", config.data.valid_fraction)

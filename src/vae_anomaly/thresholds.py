@@ -187,9 +187,21 @@ assert tuple(RULES) == THRESHOLD_RULE_NAMES
 FALLBACK_RULE = "train_mean_2.5std"
 
 
-def compute_threshold(rule: str, sets: ScoreSets, *, target_fpr: float = 0.05) -> Threshold:
-    """The threshold of ``rule``; when its data are missing it warns and falls back to threshold1."""
+def compute_threshold(
+    rule: str,
+    sets: ScoreSets,
+    *,
+    target_fpr: float = 0.05,
+    train_threshold: float | None = None,
+) -> Threshold:
+    """The threshold of ``rule``; when its data are missing it warns and falls back to threshold1.
+
+    ``train_threshold`` is threshold1's value when the normal training scores themselves are gone
+    (a loaded detector keeps the value, not the scores); it is used for that rule and the fallback.
+    """
     spec = RULES[rule]
+    if rule == FALLBACK_RULE and train_threshold is not None:
+        return Threshold(rule, spec.seed_name, float(train_threshold), spec.description)
     missing = [name for name in spec.needs if len(getattr(sets, name)) == 0]
     reason = None
     if missing:
@@ -205,12 +217,22 @@ def compute_threshold(rule: str, sets: ScoreSets, *, target_fpr: float = 0.05) -
     warnings.warn(
         f"threshold rule {rule}: {reason}; falling back to {FALLBACK_RULE}.", stacklevel=2
     )
-    value = RULES[FALLBACK_RULE].compute(sets, target_fpr)
+    value = (
+        float(train_threshold)
+        if train_threshold is not None
+        else RULES[FALLBACK_RULE].compute(sets, target_fpr)
+    )
     return Threshold(
         rule, spec.seed_name, value, spec.description, fallback=f"{reason}: used {FALLBACK_RULE}"
     )
 
 
-def compute_all_thresholds(sets: ScoreSets, *, target_fpr: float = 0.05) -> dict[str, Threshold]:
-    """Every rule's threshold, in the order of ``config.THRESHOLD_RULE_NAMES``."""
-    return {rule: compute_threshold(rule, sets, target_fpr=target_fpr) for rule in RULES}
+def compute_all_thresholds(
+    sets: ScoreSets, *, target_fpr: float = 0.05, train_threshold: float | None = None
+) -> dict[str, Threshold]:
+    """Every rule's threshold, in the order of ``config.THRESHOLD_RULE_NAMES`` (``train_threshold``:
+    see :func:`compute_threshold`)."""
+    return {
+        rule: compute_threshold(rule, sets, target_fpr=target_fpr, train_threshold=train_threshold)
+        for rule in RULES
+    }
