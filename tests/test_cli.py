@@ -46,6 +46,11 @@ def test_one_epoch_run_writes_a_readable_run_folder(one_epoch_run):
     assert metrics["dataset"]["normal_names"] == ["T-shirt/top", "Pullover", "Shirt"]
     assert metrics["dataset"]["split"]["test"] == 80  # 20 test images of each of classes 0, 2, 6, 7
     assert metrics["training"]["epochs"] == 1
+    stats = metrics["score_statistics"]
+    assert list(stats) == [
+        "normal_train", "valid", "normal_valid", "abnormal_valid", "test", "normal_test", "abnormal_test",
+    ]  # fmt: skip
+    assert stats["test"]["count"] == 80 and stats["normal_test"]["count"] == 60
     assert {"load_data_s", "train_s", "score_s", "total_s"} <= set(metrics["timings"])
     lines = (out / "scores.csv").read_text().splitlines()
     assert lines[0] == "subset,index,class,class_name,is_anomaly,score,predicted_anomaly"

@@ -90,6 +90,25 @@ def test_train_saves_a_model_with_its_data_description(models):
     assert VAEAnomalyDetector.load(m1).data_info_["abnormal"] == []
 
 
+def test_train_on_train_test_layout_takes_the_train_classes_as_normal(tmp_path):
+    rng = np.random.default_rng(1)
+    write_pngs(tmp_path / "d" / "train" / "normal", make_class_images(30, 0, size=SIZE, rng=rng))
+    write_pngs(tmp_path / "d" / "test" / "normal", make_class_images(8, 0, size=SIZE, rng=rng))
+    write_pngs(tmp_path / "d" / "test" / "abnormal", make_class_images(8, 7, size=SIZE, rng=rng))
+    result = invoke(
+        "train", tmp_path / "d", "--out", tmp_path / "m", "--epochs", 1, "--no-progress"
+    )
+    assert result.exit_code == 0, result.output
+    info = VAEAnomalyDetector.load(tmp_path / "m").data_info_
+    assert info["class_names"] == ["abnormal", "normal"]
+    assert info["normal_names"] == ["normal"] and info["abnormal_names"] == []
+    result = invoke(
+        "evaluate", tmp_path / "m", tmp_path / "d", "--abnormal", "abnormal", "--no-progress"
+    )
+    assert result.exit_code == 0, result.output
+    assert "AUROC" in result.output
+
+
 def test_train_refuses_to_overwrite_and_bad_options(models, workdir):
     root, _ = workdir
     m1 = models[0]
@@ -241,6 +260,21 @@ def test_error_maps_one_png_per_image(models, workdir, tmp_path):
     with Image.open(maps / names[0]) as image:
         assert image.size == (2 * SIZE * 4, SIZE * 4) and image.mode == "RGB"
     one_line_error(invoke("score", models[0], npz, "--error-maps", maps), "already exists")
+
+
+def test_error_maps_of_sources_with_the_same_flat_name_both_kept(
+    models, workdir, tmp_path, monkeypatch
+):
+    _, new = workdir
+    monkeypatch.chdir(tmp_path)  # relative inputs, as a user in that folder would type them
+    write_pngs(tmp_path / "a", new[:1], prefix="b")  # a/b00.png
+    Image.fromarray(new[1]).save(tmp_path / "a__b00.png")  # flattens to the same name
+    maps = tmp_path / "maps"
+    result = invoke(
+        "score", models[0], "a", "a__b00.png", "--error-maps", maps, "--no-progress"
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in maps.iterdir()) == ["a__b00-2.png", "a__b00.png"]
 
 
 def test_altered_or_foreign_model_is_refused(models, tmp_path):

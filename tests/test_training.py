@@ -219,3 +219,12 @@ def test_a_failing_compile_is_a_clear_error(monkeypatch):
         CompileError, match=r"--compile: .*RuntimeError: InvalidCxxCompiler: No work"
     ):
         step(_data(4, 1).flatten(1))
+
+
+def test_all_nan_validation_losses_warn_and_keep_the_last_weights(monkeypatch):
+    monkeypatch.setattr(training, "evaluate_loss", lambda *a, **k: float("nan"))
+    model = _tiny_model()
+    with pytest.warns(UserWarning, match="validation loss was NaN in every epoch"):
+        history = train_vae(model, _data(40, 1), _data(10, 2), epochs=2, batch_size=16)
+    assert history.best_epoch == 2
+    assert not torch.equal(model.encoder[0].weight, _tiny_model().encoder[0].weight)

@@ -399,7 +399,7 @@ def train(
         typer.Option(
             "--abnormal",
             help="Abnormal classes: calibrate the threshold on them (validation split). Without: a "
-            "normal-only rule. [default: none; all other classes are normal]",
+            "normal-only rule. [default: none; the other classes with training images are normal]",
             show_default=False,
         ),
     ] = None,
@@ -590,6 +590,7 @@ def score(
         bar = stack.enter_context(
             tqdm(unit="img", desc="scoring", disable=not progress, file=sys.stderr, leave=False)
         )
+        map_names: set[str] = set()
         if error_maps is not None:
             error_maps.mkdir(parents=True, exist_ok=True)
         for batch in iter_scored_batches(
@@ -608,7 +609,7 @@ def score(
             else:
                 typer.echo(text, nl=False)
             if error_maps is not None:
-                save_error_maps(batch, error_maps)
+                save_error_maps(batch, error_maps, map_names)
             n_scored += len(batch.scores)
             n_flagged += int(batch.is_anomaly.sum())
             bar.update(len(batch.scores))

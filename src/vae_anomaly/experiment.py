@@ -174,8 +174,10 @@ def build_metrics(
         },
         "score_statistics": {
             "normal_train": score_statistics(scores["normal_train"]),
+            "valid": score_statistics(valid),
             "normal_valid": score_statistics(normal_valid),
             "abnormal_valid": score_statistics(abnormal_valid),
+            "test": score_statistics(test),
             "normal_test": score_statistics(test[~test_anomaly]),
             "abnormal_test": score_statistics(test[test_anomaly]),
         },
@@ -217,7 +219,8 @@ def train_detector(
 
     Classes the user did not give take these defaults: without abnormal classes the threshold
     comes from a normal-only rule (``train_mean_2.5std``, or ``normal_quantile`` when a target FPR
-    was given); without normal classes every class that is not abnormal is normal. With abnormal
+    was given); without normal classes every class that has training images and is not abnormal
+    is normal (so in a ``train/``, ``test/`` layout, the classes under ``train/``). With abnormal
     classes the threshold is calibrated on the validation split with ``config.threshold.rule``.
     Images are resized to ``size`` (H, W) and/or converted to grayscale when asked.
 
@@ -241,10 +244,13 @@ def train_detector(
     )
     if normal_given:
         normal_ids = parse_classes(config.data.normal, names, option="--normal")
-    else:  # every other class is normal
-        normal_ids = tuple(i for i in range(len(names)) if i not in abnormal_ids)
+    else:  # every other class that has training images is normal (train/ holds normal classes)
+        in_train = set(np.unique(dataset.y_train).tolist())
+        normal_ids = tuple(i for i in range(len(names)) if i in in_train and i not in abnormal_ids)
         if not normal_ids:
-            raise InputError("`--abnormal` names every class; no class is left as normal.")
+            raise InputError(
+                "`--abnormal` names every class that has training images; no class is left as normal."
+            )
     if abnormal_ids:
         rule = config.threshold.rule
     elif rule_given:

@@ -220,8 +220,13 @@ def error_map_image(image: np.ndarray, error_map: np.ndarray, *, scale: int = 4)
     return np.repeat(np.repeat(both, scale, axis=0), scale, axis=1)
 
 
-def save_error_maps(batch: ScoredBatch, folder: Path) -> None:
-    """Write one PNG per image of ``batch`` into ``folder`` (see :func:`error_map_image`)."""
+def save_error_maps(batch: ScoredBatch, folder: Path, used_names: set[str]) -> None:
+    """Write one PNG per image of ``batch`` into ``folder`` (see :func:`error_map_image`).
+
+    ``used_names`` holds the names written so far by this scoring run (the caller keeps it across
+    batches): two sources that flatten to the same name (``a/b.png`` and ``a__b.png``) get ``-2``,
+    ``-3``... instead of the second replacing the first.
+    """
     from PIL import Image
 
     from .files import atomic_open
@@ -230,6 +235,10 @@ def save_error_maps(batch: ScoredBatch, folder: Path) -> None:
     for i, (source, index) in enumerate(zip(batch.sources, batch.indices, strict=True)):
         is_array = not source.lower().endswith((".png", ".jpg", ".jpeg", ".bmp"))
         name = error_map_name(source, index, is_array=is_array)
+        stem, copy = name[: -len(".png")], 2
+        while name in used_names:
+            name, copy = f"{stem}-{copy}.png", copy + 1
+        used_names.add(name)
         with atomic_open(folder / name, "wb") as handle:
             Image.fromarray(error_map_image(batch.images[i], batch.error_maps[i])).save(
                 handle, format="PNG"

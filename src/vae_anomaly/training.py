@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -277,6 +278,14 @@ def train_vae(
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     optimizer.release()
-    model.load_state_dict(best_state)
+    if history.best_epoch == 0:  # every validation loss was NaN: nothing to restore
+        history.best_epoch = epochs
+        warnings.warn(
+            "the validation loss was NaN in every epoch (diverged training?); keeping the last "
+            "epoch's weights.",
+            stacklevel=2,
+        )
+    else:
+        model.load_state_dict(best_state)
     model.eval()
     return history
