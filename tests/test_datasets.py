@@ -753,7 +753,8 @@ def test_load_class_folders_mixed_colour_becomes_rgb(tmp_path):
     _png(tmp_path / "d" / "a" / "1.png", 6)
     _png(tmp_path / "d" / "b" / "0.png", 7, mode="RGB")
     _png(tmp_path / "d" / "b" / "1.png", 8)
-    dataset = load_dataset(tmp_path / "d", test_fraction=0.5)
+    with pytest.warns(UserWarning, match="3 grayscale and 1 colour images .* made RGB"):
+        dataset = load_dataset(tmp_path / "d", test_fraction=0.5)
     assert dataset.x_train.shape == (2, 8, 8, 3) and dataset.image_shape == (3, 8, 8)
 
 

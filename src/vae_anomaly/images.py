@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from vae_anomaly.errors import InputError
+from vae_anomaly.idx import read_idx
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -520,9 +521,6 @@ def _open_array(path: Path) -> np.ndarray:
     elif name.endswith(".npz"):
         array = _load_npz_images(path)
     elif _IDX_NAME.search(stem):
-        # Imported here: datasets builds on this module (image folders), not the other way.
-        from vae_anomaly.datasets import read_idx
-
         array = read_idx(path, mmap=True)
     else:
         raise InputError(
