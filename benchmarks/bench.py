@@ -1,12 +1,12 @@
 """Measure training and scoring speed against the machine's own GEMM throughput; print JSON.
 
-Usage: ``python benchmarks/bench.py [--epochs 5] [--warmup 2] [--steps autograd,analytic,compiled] [--skip-run]``
+Usage: ``python benchmarks/bench.py [--epochs 7] [--warmup 2] [--steps autograd,analytic,compiled] [--skip-run]``
 
 Every figure comes from one run on one machine: the fp32 GEMM throughput for the seed model's own
 layer shapes (forward and backward, at the thread count in use), the GEMM FLOPs of a training
 epoch and of scoring one image (counted from the layer shapes), the median epoch time of the seed
 configuration after a warm-up and its ratio to the GEMM bound (for the plain autograd step, the
-default hand-written-gradient step and the ``--compile`` step), scoring throughput on 10,000 images
+default hand-written-gradient step and the ``--compile`` step, taking turns epoch by epoch), scoring throughput on 10,000 images
 and its ratio to the forward-FLOP bound, and the wall time and peak RSS of a default
 ``vae-anomaly run`` (a subprocess). The GEMM throughput is measured again between epochs and
 around each scoring pass, and every time is compared with the throughput measured next to it: on
@@ -41,7 +41,7 @@ from vae_anomaly.runtime import (
     train_step_flops,
 )
 from vae_anomaly.scoring import score_images
-from vae_anomaly.training import train_vae
+from vae_anomaly.training import evaluate_loss, make_optimizer, make_train_step, train_epoch
 
 
 def _sync(device: torch.device) -> None:
@@ -118,50 +118,74 @@ class _AutogradOnly(nn.Module):
 
 
 def time_training(
-    step_kind: str, train_x, valid_x, *, epochs: int, warmup: int, batch_size: int, flops: int
-) -> dict:
-    """Median epoch time of the seed configuration and its ratio to the GEMM bound.
+    step_kinds: list[str],
+    train_x,
+    valid_x,
+    *,
+    epochs: int,
+    warmup: int,
+    batch_size: int,
+    flops: int,
+) -> list[dict]:
+    """Median epoch time of each training step kind and its ratio to the GEMM bound.
 
-    The machine's GEMM throughput is measured before training and again after every epoch, and
-    each epoch is compared with the mean of the two measurements around it: a shared machine's
-    speed drifts by tens of percent within a minute, and this keeps the ratio honest.
+    The kinds take turns, one epoch each (``warmup`` untimed rounds first), so that every kind
+    sees the machine in the same state: a shared machine's speed drifts by 10-20% within a
+    minute. An epoch is what ``train_vae`` times: ``training.train_epoch`` (gather the shuffled
+    images, then every step) and the validation loss. The GEMM throughput is measured before and
+    after every epoch, and each epoch is compared with the mean of the two.
     """
-    torch.manual_seed(0)
-    model = MLPVAE(train_x.shape[1:]).to(train_x.device)
-    rates = [gemm_throughput(model, batch_size, train_x.device, backward=True, seconds=0.5)]
-
-    def measure(epoch: int, history) -> None:
-        rates.append(gemm_throughput(model, batch_size, train_x.device, backward=True, seconds=0.5))
-
-    history = train_vae(
-        _AutogradOnly(model) if step_kind == "autograd" else model,
-        train_x,
-        valid_x,
-        epochs=warmup + epochs,
-        batch_size=batch_size,
-        generator=torch.Generator().manual_seed(0),
-        compile=step_kind == "compiled",
-        on_epoch_end=measure,
-    )
-    seconds = history.epoch_seconds[warmup:]
-    around = [(a + b) / 2 for a, b in zip(rates[warmup:], rates[warmup + 1 :], strict=False)]
-    ratios = [s / (flops / rate) for s, rate in zip(seconds, around, strict=True)]
-    gemm = statistics.median(around)
-    return {
-        "step": step_kind,
-        "median_s": round(statistics.median(seconds), 4),
-        "all_s": [round(s, 4) for s in history.epoch_seconds],
-        "gemm_gflops_median": round(gemm / 1e9, 1),
-        "gemm_bound_s": round(flops / gemm, 4),
-        "ratio_to_bound": round(statistics.median(ratios), 3),
-        "ratios": [round(r, 3) for r in ratios],
-    }
+    device = train_x.device
+    flat_train = train_x.reshape(len(train_x), -1)
+    flat_valid = valid_x.reshape(len(valid_x), -1)
+    shuffled = torch.empty_like(flat_train)
+    runs = {}
+    for kind in step_kinds:
+        torch.manual_seed(0)
+        vae = MLPVAE(train_x.shape[1:]).to(device)
+        model = _AutogradOnly(vae) if kind == "autograd" else vae
+        optimizer = make_optimizer(model, 1e-3, 0.9, 1e-7)
+        step = make_train_step(model, optimizer, kl_weight=0.0, compile=kind == "compiled")
+        runs[kind] = {"model": model, "step": step, "seconds": [], "ratios": [], "rates": []}
+    generator = torch.Generator().manual_seed(0)
+    for round_ in range(warmup + epochs):
+        for run in runs.values():
+            order = torch.randperm(len(flat_train), generator=generator).to(device)
+            before = gemm_throughput(run["model"], batch_size, device, backward=True, seconds=0.3)
+            _sync(device)
+            start = time.perf_counter()
+            train_epoch(run["step"], flat_train, order, shuffled, batch_size)
+            evaluate_loss(run["model"], flat_valid, batch_size=1024, kl_weight=0.0)
+            _sync(device)
+            seconds = time.perf_counter() - start
+            after = gemm_throughput(run["model"], batch_size, device, backward=True, seconds=0.3)
+            run["all_s"] = [*run.get("all_s", []), round(seconds, 4)]
+            if round_ >= warmup:
+                rate = (before + after) / 2
+                run["seconds"].append(seconds)
+                run["rates"].append(rate)
+                run["ratios"].append(seconds / (flops / rate))
+    results = []
+    for kind, run in runs.items():
+        gemm = statistics.median(run["rates"])
+        results.append(
+            {
+                "step": kind,
+                "median_s": round(statistics.median(run["seconds"]), 4),
+                "all_s": run["all_s"],
+                "gemm_gflops_median": round(gemm / 1e9, 1),
+                "gemm_bound_s": round(flops / gemm, 4),
+                "ratio_to_bound": round(statistics.median(run["ratios"]), 3),
+                "ratios": [round(r, 3) for r in run["ratios"]],
+            }
+        )
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="timed epochs after the warm-up")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed epochs first")
+    parser.add_argument("--epochs", type=int, default=7, help="timed epochs of each step kind")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed epochs of each kind first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
@@ -187,18 +211,15 @@ def main() -> None:
     model = MLPVAE(train_x.shape[1:]).to(device)
     batch_size, score_batch = 128, 1024
     flops_epoch = epoch_flops(model, len(train_x), len(valid_x))
-    epochs = [
-        time_training(
-            kind,
-            train_x,
-            valid_x,
-            epochs=args.epochs,
-            warmup=args.warmup,
-            batch_size=batch_size,
-            flops=flops_epoch,
-        )
-        for kind in args.steps.split(",")
-    ]
+    epochs = time_training(
+        args.steps.split(","),
+        train_x,
+        valid_x,
+        epochs=args.epochs,
+        warmup=args.warmup,
+        batch_size=batch_size,
+        flops=flops_epoch,
+    )
 
     score_images(model, score_x[:2048])  # warm-up
     score_rates, times = [], []

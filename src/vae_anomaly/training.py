@@ -183,6 +183,24 @@ def make_train_step(
     return step
 
 
+def train_epoch(
+    step: Callable[[torch.Tensor], torch.Tensor],
+    flat_train: torch.Tensor,
+    order: torch.Tensor,
+    shuffled: torch.Tensor,
+    batch_size: int,
+) -> float:
+    """One pass over ``flat_train`` ``(N, D)`` in ``order``: the images are gathered once into
+    ``shuffled`` (preallocated, like ``flat_train``), then ``step`` runs on contiguous slices of it
+    (no per-batch indexing or copying); returns the mean loss over the images."""
+    torch.index_select(flat_train, 0, order, out=shuffled)
+    total = torch.zeros((), device=flat_train.device)
+    for first in range(0, len(flat_train), batch_size):
+        batch = shuffled[first : first + batch_size]
+        total.add_(step(batch), alpha=len(batch))
+    return float(total) / len(flat_train)
+
+
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, x: torch.Tensor, *, batch_size: int, kl_weight: float) -> float:
     """Mean loss over ``x`` ``(N, C, H, W)`` or ``(N, C*H*W)``, decoding the codings mean."""
@@ -252,12 +270,7 @@ def train_vae(
     for epoch in bar:
         start = time.perf_counter()
         order = torch.randperm(n, generator=generator).to(device, non_blocking=True)
-        torch.index_select(flat_train, 0, order, out=shuffled)
-        total = torch.zeros((), device=device)
-        for first in range(0, n, batch_size):
-            batch = shuffled[first : first + batch_size]
-            total.add_(step(batch), alpha=len(batch))
-        history.train_loss.append(float(total) / n)
+        history.train_loss.append(train_epoch(step, flat_train, order, shuffled, batch_size))
         if flat_valid is not None:
             history.valid_loss.append(
                 evaluate_loss(model, flat_valid, batch_size=1024, kl_weight=kl_weight)
