@@ -133,7 +133,7 @@ def build_metrics(
         _, candidates, accuracies = best_valid_accuracy_grid(normal_valid, abnormal_valid)
         sweep = {"candidates": candidates.tolist(), "accuracies": accuracies.tolist()}
     history = detector.history_
-    names = dataset.class_names
+    data = describe_data(config, dataset, split)
     return {
         "format_version": METRICS_FORMAT_VERSION,
         "package_version": __version__,
@@ -141,15 +141,9 @@ def build_metrics(
         "seed": config.seed,
         "device": str(next(detector.model_.parameters()).device),
         "dataset": {
-            "name": dataset.name,
-            "source": dataset.source,
-            "class_names": list(names),
-            "normal": [int(c) for c in split.normal],
-            "normal_names": [names[c] for c in split.normal],
-            "abnormal": [int(c) for c in split.abnormal],
-            "abnormal_names": [names[c] for c in split.abnormal],
+            "name": data.pop("dataset"),
+            **data,
             "image_shape": list(detector.image_shape_),
-            "split": split.summary(),
         },
         "model": {"name": config.model.name, **detector.training_summary_},
         "score": {
@@ -294,20 +288,20 @@ def train_detector(
         detector.calibrate(
             prepare(split.valid_x, "validation images"), split.valid_is_anomaly, rule=rule
         )
-    detector.data_info_ = describe_data(config, dataset, split, size=size, grayscale=grayscale)
+    detector.data_info_ = {
+        **describe_data(config, dataset, split),
+        "preprocessing": {
+            "original_image_shape": list(dataset.image_shape),
+            "resize": list(size) if size else None,
+            "grayscale": grayscale,
+        },
+    }
     return detector, dataset, split
 
 
-def describe_data(
-    config: RunConfig,
-    dataset: Dataset,
-    split: SeedSplit,
-    *,
-    size: tuple[int, int] | None = None,
-    grayscale: bool = False,
-) -> dict[str, Any]:
-    """What a saved detector records of its training data (its ``data_info_``): the dataset, the
-    classes, the split's fractions (``evaluate`` splits the same way) and the preprocessing."""
+def describe_data(config: RunConfig, dataset: Dataset, split: SeedSplit) -> dict[str, Any]:
+    """The dataset, its classes and the split (with its fractions, so that ``evaluate`` splits the
+    same way): what a saved detector records of its data (``data_info_``) and metrics.json shows."""
     names = dataset.class_names
     return {
         "dataset": dataset.name,
@@ -320,11 +314,6 @@ def describe_data(
         "valid_fraction": config.data.valid_fraction,
         "test_fraction": config.data.test_fraction,
         "split": split.summary(),
-        "preprocessing": {
-            "original_image_shape": list(dataset.image_shape),
-            "resize": list(size) if size else None,
-            "grayscale": grayscale,
-        },
     }
 
 
