@@ -154,3 +154,13 @@ def test_evaluate_splits_a_run_model_as_the_run_did(synthetic_fashion_dir, tmp_p
     assert run_metrics["dataset"]["split"]["valid"] > 0.2 * 4 * 60  # a quarter of 4 classes x 60
     run_test = run_metrics["thresholds"]["best_valid_accuracy"]["test"]
     assert eval_metrics["thresholds"]["best_valid_accuracy"]["test"] == run_test
+
+
+def test_unwritable_run_folder_fails_before_training(synthetic_fashion_dir, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    result = invoke(
+        "run", "--data-dir", synthetic_fashion_dir, "--out", tmp_path / "a_file" / "run",
+        "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "a_file is not a folder" in result.output
+    assert "Total params" not in result.output  # failed before the model summary and training

@@ -127,6 +127,20 @@ def test_train_refuses_to_overwrite_and_bad_options(models, workdir):
     assert not (root / "x").exists()
 
 
+def test_unwritable_outputs_fail_before_any_work(models, workdir, tmp_path):
+    root, _ = workdir
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = blocker / "sub" / "m.safetensors"
+    result = invoke("train", root / "data" / "good", "--out", out, "--epochs", 50, "--no-progress")
+    one_line_error(result, rf"--out {out}: {blocker} is not a folder")
+    assert "trained" not in result.output
+    for option in ("--out", "--error-maps"):
+        target = blocker / ("s.csv" if option == "--out" else "maps")
+        result = invoke("score", models[0], root / "new", option, target, "--no-progress")
+        one_line_error(result, f"{blocker} is not a folder")
+
+
 def test_score_folder_in_batches_matches_in_process_scores(models, workdir, tmp_path):
     root, new = workdir
     det = VAEAnomalyDetector.load(models[0])
@@ -320,3 +334,6 @@ def test_help_and_usage_errors(models):
         assert result.exit_code == 0 and "Usage" in result.output
     result = invoke("score", models[0])
     assert result.exit_code == 2 and "Missing argument" in result.output
+    result = invoke()  # `vae-anomaly` alone: the help, as an answer rather than an error
+    assert result.exit_code == 0 and result.output.startswith("Usage: ")
+    assert "error" not in result.output and "train" in result.output

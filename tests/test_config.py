@@ -47,7 +47,8 @@ def test_geron_preset():
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("epochs = 3", "unknown key 'epochs'"),
+        ("epochs = 3", r"unknown key 'epochs'. .* Did you mean 'epochs' in \[train\]\?"),
+        ("[train]\nepochs = 'three'", r"bad.toml: train.epochs \(--epochs\) must be an integer"),
         ("[train]\nepoch = 3", r"unknown key 'train.epoch'. Known keys in \[train\]: .*epochs"),
         ("[train]\nepochs = -1", r"train.epochs \(--epochs\) must be an integer > 0. Got -1"),
         (

@@ -195,3 +195,11 @@ def test_truncated_or_foreign_files_are_refused(fitted, tmp_path):
         VAEAnomalyDetector.load(other)
     with pytest.raises(ModelFileError, match="does not exist"):
         VAEAnomalyDetector.load(tmp_path / "missing")
+
+
+def test_fit_on_very_few_images_warns(data):
+    normal = data[0][:5]
+    det = VAEAnomalyDetector(hidden=(8,), latent_dim=2, epochs=1, batch_size=4)
+    with pytest.warns(UserWarning, match="fit got only 5 normal image"):
+        det.fit(normal)
+    assert det.threshold_ > 0

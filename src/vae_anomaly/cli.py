@@ -41,8 +41,11 @@ class _OneLineErrors(TyperGroup):
                 warnings.showwarning = _show_warning
                 rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _CLICK_EXCEPTION as exc:  # usage errors: bad option, missing argument, bad value
-            if not exc.format_message():  # `vae-anomaly` alone: the help was printed
-                sys.exit(exc.exit_code)
+            if type(exc).__name__ == "NoArgsIsHelpError" or not exc.format_message():
+                # `vae-anomaly` alone asks what it can do: the help, not an error
+                if exc.format_message():
+                    typer.echo(exc.format_message())
+                sys.exit(0)
             ctx_hint = " (see --help)" if getattr(exc, "ctx", None) is not None else ""
             typer.echo(f"error: {exc.format_message()}{ctx_hint}", err=True)
             sys.exit(exc.exit_code)
@@ -234,7 +237,9 @@ DownloadOpt = Annotated[
         show_default=False,
     ),
 ]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+ProgressOpt = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="Show progress bars (on a terminal only).")
+]
 
 
 @app.command()
@@ -302,6 +307,7 @@ def run(
 
     run_dir = out if out is not None else default_run_dir(config.name)
     check_run_dir(run_dir, force=force)  # fail before training, not after
+    check_writable(run_dir, "--out")
     result = run_experiment(config, progress=progress, announce=typer.echo)
     write_run(result, run_dir, force=force)
     typer.echo(format_text_report(result.metrics), nl=False)
@@ -373,6 +379,27 @@ def _config_file_sections(config_file: Path | None) -> tuple[dict[str, Any], dic
 def _check_output(path: Path, force: bool, what: str) -> None:
     if path.exists() and not force and (not path.is_dir() or any(path.iterdir())):
         raise InputError(f"{what} {path} already exists; pass --force to overwrite it.")
+    check_writable(path, what)
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Fail before any work when ``path`` (a file or folder to be written) cannot be created: a
+    temporary file is made, then removed, in the nearest folder that exists."""
+    import tempfile
+
+    target = path.absolute()
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if existing.is_file() and existing == target:  # a file to be replaced: its folder counts
+        existing = existing.parent
+    elif not existing.is_dir():
+        raise InputError(f"{what} {path}: {existing} is not a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot write in {existing} ({exc.strerror}).") from None
 
 
 @app.command()
@@ -393,7 +420,15 @@ def train(
             show_default=False,
         ),
     ],
-    normal: NormalOpt = None,
+    normal: Annotated[
+        str | None,
+        typer.Option(
+            "--normal",
+            help="Normal classes, names or indices, comma-separated [default: every class that has "
+            "training images and is not --abnormal].",
+            show_default=False,
+        ),
+    ] = None,
     abnormal: Annotated[
         str | None,
         typer.Option(
@@ -447,9 +482,11 @@ def train(
 ) -> None:
     """Train a detector on the normal images of DATA and save it.
 
-    The training part is split with the seed (90% train, 10% validation). With --abnormal, the
-    threshold is calibrated on the validation images with the chosen rule; without, it comes from
-    normal images only.
+    Data without a test part of their own (a folder of images, class folders, an .npz with only x
+    and y) first keep 20% of each class as test images for `evaluate` (data.test_fraction in
+    --config). The rest is split with the seed: 90% to train on, 10% to validate. With --abnormal,
+    the threshold is calibrated on the validation images with the chosen rule; without, it comes
+    from normal images only.
     """
     size = _parse_size(resize)
     file_data, file_threshold = _config_file_sections(config_file)
@@ -483,6 +520,7 @@ def train(
         raise InputError(
             f"--out {out} exists and is not a folder; give a folder or a file ending in .safetensors."
         )
+    check_writable(out, "--out")
     from .experiment import train_detector
 
     detector, dataset, split = train_detector(
@@ -499,10 +537,12 @@ def train(
     channels, height, width = detector.image_shape_
     detector.save(out, overwrite=True)
     t = detector.threshold_info_
+    parts = split.summary()
     typer.echo(
         f"trained on {len(split.normal_train_x)} normal images ({', '.join(names[c] for c in split.normal)}) "
         f"of {dataset.name}, {height}x{width}x{channels}, {len(detector.history_.train_loss)} epochs "
-        f"in {detector.train_seconds_:.1f} s"
+        f"in {detector.train_seconds_:.1f} s; {parts['valid']} validation and {parts['test']} test "
+        "images held out"
     )
     fallback = f" (fallback: {t.fallback})" if t.fallback else ""
     typer.echo(f"threshold {t.value:.6g} by {t.rule}{fallback}")
@@ -588,7 +628,13 @@ def score(
             else None
         )
         bar = stack.enter_context(
-            tqdm(unit="img", desc="scoring", disable=not progress, file=sys.stderr, leave=False)
+            tqdm(
+                unit="img",
+                desc="scoring",
+                disable=None if progress else True,
+                file=sys.stderr,
+                leave=False,
+            )
         )
         map_names: set[str] = set()
         if error_maps is not None:

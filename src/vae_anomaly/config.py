@@ -154,8 +154,16 @@ def config_from_dict(
             setattr(config, key, value)
         else:
             known = sorted({f.name for f in dataclasses.fields(RunConfig)})
-            raise InputError(f"{source}: unknown key '{key}'. Known keys: {', '.join(known)}.")
+            homes = [s for s in sorted(sections) if key in _field_names(getattr(config, s))]
+            hint = f" Did you mean '{key}' in [{homes[0]}]?" if homes else ""
+            raise InputError(
+                f"{source}: unknown key '{key}'. Known keys: {', '.join(known)}.{hint}"
+            )
     return config
+
+
+def _field_names(section: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(section)}
 
 
 def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
@@ -174,7 +182,11 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
     preset = values.pop("preset", None)
     if preset is not None:
         base = apply_preset(base or RunConfig(), preset, source=str(path))
-    return validate_config(config_from_dict(values, base, source=str(path)))
+    config = config_from_dict(values, base, source=str(path))
+    try:
+        return validate_config(config)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def apply_preset(config: RunConfig, preset: str, *, source: str = "--preset") -> RunConfig:
@@ -314,7 +326,7 @@ def validate_config(config: RunConfig) -> RunConfig:
     )
     _check(
         t.threads is None or (_is_int(t.threads) and t.threads > 0),
-        f"train.threads must be an integer > 0. Got {t.threads!r}.",
+        f"train.threads (--threads) must be an integer > 0. Got {t.threads!r}.",
     )
     _check(
         isinstance(t.compile, bool),

@@ -307,7 +307,9 @@ def _fetch(url: str, target: Path, expected_sha256: str, timeout: float, progres
             from tqdm import tqdm
 
             total = int(length) if length and length.isdigit() else None
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc=target.name, leave=False)
+            bar = tqdm(
+                total=total, unit="B", unit_scale=True, desc=target.name, leave=False, disable=None
+            )
         try:
             with atomic_open(target, "wb") as out:  # removed unless the block completes
                 digest = _GunzipSha256()

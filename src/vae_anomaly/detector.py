@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from .training import History, train_vae
 
 #: Version of the saved-model layout; a file of another version is refused.
 FORMAT_VERSION = 1
+#: Fewer normal training images than this make ``fit`` warn.
+MIN_ADVISED_TRAIN_IMAGES = 20
 #: Rules that need only normal images (usable right after ``fit``).
 NORMAL_ONLY_RULES = ("train_mean_2.5std", "normal_quantile")
 _MODEL_FILE = "model.safetensors"
@@ -194,6 +197,12 @@ class VAEAnomalyDetector:
         """
         self._validate_params()
         x = to_model_layout(X, name="X")
+        if len(x) < MIN_ADVISED_TRAIN_IMAGES:
+            warnings.warn(
+                f"fit got only {len(x)} normal image(s); the model and a threshold from so few "
+                f"scores are unreliable (use at least {MIN_ADVISED_TRAIN_IMAGES}, ideally hundreds).",
+                stacklevel=2,
+            )
         x_valid = None
         if validation_data is not None and len(validation_data) > 0:
             x_valid = to_model_layout(validation_data, name="validation_data")

@@ -66,6 +66,16 @@ def prepare_data(config: RunConfig, *, progress: bool = False) -> tuple[Dataset,
     return dataset, split
 
 
+def split_text(split: SeedSplit) -> str:
+    """The split's sizes in one line, e.g. for ``--verbose``."""
+    n = split.summary()
+    return (
+        f"{n['normal_train']} normal training images; validation {n['valid']} "
+        f"({n['valid_normal']} normal, {n['valid_abnormal']} abnormal); test {n['test']} "
+        f"({n['test_normal']} normal, {n['test_abnormal']} abnormal)"
+    )
+
+
 def run_experiment(
     config: RunConfig,
     *,
@@ -83,7 +93,7 @@ def run_experiment(
     start = time.perf_counter()
     dataset, split = prepare_data(config, progress=progress)
     timings["load_data_s"] = time.perf_counter() - start
-    log.info("data: %s from %s; %s", dataset.name, dataset.source, split.summary())
+    log.info("data: %s from %s; %s", dataset.name, dataset.source, split_text(split))
     if announce is not None:
         m = config.model
         announce(model_summary(build_model(m.name, dataset.image_shape, m.hidden, m.latent_dim)))
@@ -264,6 +274,7 @@ def train_detector(
         seed=config.seed,
         allow_no_abnormal=True,
     )
+    log.info("data: %s from %s; %s", dataset.name, dataset.source, split_text(split))
     channels = 1 if grayscale else dataset.image_shape[0]
     height, width = size or dataset.image_shape[1:]
 

@@ -264,7 +264,11 @@ def train_vae(
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best_loss = float("inf")
     bar = tqdm(
-        range(1, epochs + 1), desc="training", unit="epoch", disable=not progress, leave=False
+        range(1, epochs + 1),
+        desc="training",
+        unit="epoch",
+        disable=None if progress else True,
+        leave=False,
     )
     model.train()
     for epoch in bar:
