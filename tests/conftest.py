@@ -51,3 +51,27 @@ def synthetic_fashion_dir(tmp_path_factory: pytest.TempPathFactory):
     write_idx(root / "t10k-images-idx3-ubyte.gz", x_test)
     write_idx(root / "t10k-labels-idx1-ubyte.gz", y_test)
     return root
+
+
+@pytest.fixture(scope="session")
+def one_epoch_run(synthetic_fashion_dir, tmp_path_factory):
+    """``vae-anomaly run`` for one epoch on the synthetic Fashion-MNIST, once per session:
+    ``(CliRunner result, run folder)``. Tests read the folder; one that changes it copies it first."""
+    from typer.testing import CliRunner
+
+    from vae_anomaly.cli import app
+
+    out = tmp_path_factory.mktemp("runs") / "one"
+    args = [
+        "run",
+        "--data-dir",
+        synthetic_fashion_dir,
+        "--epochs",
+        1,
+        "--out",
+        out,
+        "--no-progress",
+    ]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result, out

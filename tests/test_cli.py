@@ -14,15 +14,6 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def one_epoch_run(synthetic_fashion_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "one"
-    result = invoke(
-        "run", "--data-dir", synthetic_fashion_dir, "--epochs", 1, "--out", out, "--no-progress"
-    )
-    return result, out
-
-
 def test_one_epoch_run_writes_a_readable_run_folder(one_epoch_run):
     result, out = one_epoch_run
     assert result.exit_code == 0, result.output

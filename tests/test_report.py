@@ -16,22 +16,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def run_dir(synthetic_fashion_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "run"
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "--data-dir",
-            str(synthetic_fashion_dir),
-            "--epochs",
-            "1",
-            "--out",
-            str(out),
-            "--no-progress",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+def run_dir(one_epoch_run):
+    result, out = one_epoch_run
     assert "Total params" in result.output
     return out
 

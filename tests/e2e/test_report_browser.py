@@ -11,9 +11,6 @@ import shutil
 import subprocess
 
 import pytest
-from typer.testing import CliRunner
-
-from vae_anomaly.cli import app
 
 pytestmark = pytest.mark.browser
 
@@ -37,29 +34,9 @@ def _chromium() -> str:
     )
 
 
-def test_report_opens_offline_with_every_image(synthetic_fashion_dir, tmp_path):
-    chromium = _chromium()
-    out = tmp_path / "run"
-    result = CliRunner().invoke(
-        app,
-        [
-            "run",
-            "--data-dir",
-            str(synthetic_fashion_dir),
-            "--epochs",
-            "1",
-            "--out",
-            str(out),
-            "--no-progress",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    html = (out / "report.html").read_text(encoding="utf-8")
-    n_images = html.count("<img ")
-    assert n_images >= 20
-    probe = out / "probe.html"
-    probe.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    proc = subprocess.run(
+def _headless(chromium: str, profile, *args: str, check: bool = False):
+    """Run headless Chromium as CI can (root, no network) with a fresh profile folder."""
+    return subprocess.run(
         [
             chromium,
             "--headless",
@@ -69,16 +46,34 @@ def test_report_opens_offline_with_every_image(synthetic_fashion_dir, tmp_path):
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            probe.as_uri(),
+            f"--user-data-dir={profile}",
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=120,
+        check=check,
+    )
+
+
+def test_report_opens_offline_with_every_image(one_epoch_run, tmp_path):
+    chromium = _chromium()
+    _, out = one_epoch_run
+    html = (out / "report.html").read_text(encoding="utf-8")
+    n_images = html.count("<img ")
+    assert n_images >= 20
+    # The probe copy sits beside report.html (the images are embedded, so nothing else is needed)
+    # in this test's own folder, leaving the shared run folder as it was.
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    proc = _headless(
+        chromium,
+        tmp_path / "profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probe.as_uri(),
     )
     match = re.search(r"<pre id=\"probe\">IMAGES ([\d,]*)</pre>", proc.stdout)
     assert match, f"the page did not load: {proc.stderr[-2000:]}"
@@ -88,23 +83,12 @@ def test_report_opens_offline_with_every_image(synthetic_fashion_dir, tmp_path):
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
     assert not console, console
     screenshot = tmp_path / "report.png"
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile2'}",
-            f"--screenshot={screenshot}",
-            "--window-size=1400,3000",
-            (out / "report.html").as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
+    _headless(
+        chromium,
+        tmp_path / "profile2",
+        f"--screenshot={screenshot}",
+        "--window-size=1400,3000",
+        (out / "report.html").as_uri(),
         check=True,
     )
     assert screenshot.stat().st_size > 10_000
