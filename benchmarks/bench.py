@@ -1,12 +1,13 @@
 """Measure training and scoring speed against the machine's own GEMM throughput; print JSON.
 
-Usage: ``python benchmarks/bench.py [--epochs 7] [--warmup 2] [--steps autograd,analytic,compiled] [--skip-run]``
+Usage: ``python benchmarks/bench.py [--epochs 7] [--warmup 2] [--steps autograd,analytic,compiled,bf16] [--skip-run]``
 
 Every figure comes from one run on one machine: the fp32 GEMM throughput for the seed model's own
 layer shapes (forward and backward, at the thread count in use), the GEMM FLOPs of a training
 epoch and of scoring one image (counted from the layer shapes), the median epoch time of the seed
 configuration after a warm-up and its ratio to the GEMM bound (for the plain autograd step, the
-default hand-written-gradient step and the ``--compile`` step, taking turns epoch by epoch), scoring throughput on 10,000 images
+default hand-written-gradient step, the ``--compile`` step and the ``--precision bf16`` step,
+taking turns epoch by epoch; bf16 is compared with the same float32 bound), scoring throughput on 10,000 images
 and its ratio to the forward-FLOP bound, and the wall time and peak RSS of a default
 ``vae-anomaly run`` (a subprocess). The GEMM throughput is measured again between epochs and
 around each scoring pass, and every time is compared with the throughput measured next to it: on
@@ -145,7 +146,13 @@ def time_training(
         vae = MLPVAE(train_x.shape[1:]).to(device)
         model = _AutogradOnly(vae) if kind == "autograd" else vae
         optimizer = make_optimizer(model, 1e-3, 0.9, 1e-7)
-        step = make_train_step(model, optimizer, kl_weight=0.0, compile=kind == "compiled")
+        step = make_train_step(
+            model,
+            optimizer,
+            kl_weight=0.0,
+            compile=kind == "compiled",
+            precision="bf16" if kind == "bf16" else "fp32",
+        )
         runs[kind] = {"model": model, "step": step, "seconds": [], "ratios": [], "rates": []}
     generator = torch.Generator().manual_seed(0)
     for round_ in range(warmup + epochs):
@@ -190,12 +197,16 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
         "--steps",
-        default="autograd,analytic,compiled",
+        default="autograd,analytic,compiled,bf16",
         help="training steps to time, comma-separated: autograd (plain loss.backward()), "
-        "analytic (the default: MLPVAE.loss_and_gradients), compiled (--compile)",
+        "analytic (the default: MLPVAE.gradient_function), compiled (--compile), "
+        "bf16 (--precision bf16)",
     )
     parser.add_argument("--skip-run", action="store_true", help="skip the whole-run measurement")
     args = parser.parse_args()
+    unknown = set(args.steps.split(",")) - {"autograd", "analytic", "compiled", "bf16"}
+    if unknown:
+        parser.error(f"--steps: unknown step kinds {', '.join(sorted(unknown))}")
 
     threads = set_threads(args.threads)
     device = resolve_device(args.device)

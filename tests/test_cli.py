@@ -73,6 +73,11 @@ def test_existing_run_folder_is_not_overwritten(one_epoch_run, synthetic_fashion
         (["--kl-weight", "-1"], r"kl_weight \(--kl-weight\) must be >= 0"),
         (["--epochs", "abc"], "Invalid value for '--epochs'.*integer"),
         (["--threshold-rule", "nope"], "must be one of"),
+        (
+            ["--precision", "fp16"],
+            r"precision \(--precision\) must be one of fp32, bf16. Got 'fp16'",
+        ),
+        (["--precision", "bf16", "--compile"], r"--compile\) works with train.precision fp32 only"),
         (["--preset", "nope"], "unknown preset"),
         (["--bogus"], "No such option: --bogus"),
     ],
@@ -101,7 +106,7 @@ def test_missing_dataset_and_bad_config(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert (
         result.output.strip()
-        == f"error: {bad}: unknown key 'train.epoch'. Known keys in [train]: batch_size, compile, device, epochs, epsilon, kl_weight, learning_rate, rho, threads."
+        == f"error: {bad}: unknown key 'train.epoch'. Known keys in [train]: batch_size, compile, device, epochs, epsilon, kl_weight, learning_rate, precision, rho, threads."
     )
 
 

@@ -62,6 +62,10 @@ def test_geron_preset():
             r"train.compile \(--compile\) must be true or false. Got 'yes'",
         ),
         (
+            "[train]\nprecision = 'half'",
+            r"train.precision \(--precision\) must be one of fp32, bf16. Got 'half'",
+        ),
+        (
             "[threshold]\nrule = 'median'",
             "threshold.rule .* must be one of train_mean_2.5std, .* Got 'median'",
         ),

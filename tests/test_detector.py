@@ -146,6 +146,23 @@ def test_save_load_gives_identical_scores(fitted, data, tmp_path, kind):
     assert loaded.history_.train_loss == fitted.history_.train_loss
 
 
+def test_files_saved_before_the_precision_parameter_still_load(fitted, data, tmp_path):
+    """A directory model written before ``precision`` existed (no such key) loads as fp32."""
+    import json
+
+    from vae_anomaly.detector import _metadata_digest
+
+    fitted.save(tmp_path / "model")
+    meta_path = tmp_path / "model" / "detector.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["params"]["precision"]
+    meta["metadata_sha256"] = _metadata_digest(meta)
+    meta_path.write_text(json.dumps(meta))
+    loaded = VAEAnomalyDetector.load(tmp_path / "model")
+    assert loaded.precision == "fp32"
+    np.testing.assert_array_equal(loaded.score_samples(data[2]), fitted.score_samples(data[2]))
+
+
 def test_loaded_detector_calibrates_like_the_fitted_one(fitted, data, tmp_path):
     _, valid_normal, anomalies = data
     x = np.concatenate([valid_normal, anomalies])

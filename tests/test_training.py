@@ -181,6 +181,53 @@ def test_analytic_gradients_equal_autograd(kl_weight, image_shape):
         assert not torch.allclose(no_kl[i], grads[i])
 
 
+def test_bf16_gradients_are_float32_gradients_rounded():
+    """With bfloat16 copies of the weights the layers run in bfloat16 (8 bits of mantissa): the
+    gradients come back in bfloat16, within a few per cent of float32's, and not equal to them."""
+    torch.manual_seed(0)
+    model = MLPVAE((1, 8, 8), (32, 16), 4)
+    x, noise = _data(64, 3), torch.randn(64, 4)
+    loss32, grads32 = model.loss_and_gradients(x, noise)
+    params16 = [p.detach().to(torch.bfloat16) for p in model.parameters()]
+    loss16, grads16 = model.gradient_function(params=params16)(x, noise, 0.0)
+    assert loss16.dtype == torch.float32  # the loss is computed in float32 from the logits
+    assert float(loss16) == pytest.approx(float(loss32), rel=1e-2)
+    for g16, g32 in zip(grads16, grads32, strict=True):
+        assert g16.dtype == torch.bfloat16
+        scale = g32.abs().max()
+        assert (g16.float() - g32).abs().max() <= 0.05 * scale
+    assert not all(torch.equal(g16.float(), g32) for g16, g32 in zip(grads16, grads32, strict=True))
+
+
+@pytest.mark.parametrize("autograd", [False, True])
+def test_bf16_training_follows_float32_training(autograd):
+    x, valid = _data(96, 1), _data(32, 2)
+    histories, models = {}, {}
+    for precision in ("fp32", "bf16"):
+        model = _AutogradOnlyVAE() if autograd else _tiny_model()
+        torch.manual_seed(3)
+        histories[precision] = train_vae(
+            model, x, valid, epochs=4, batch_size=16, precision=precision,
+            generator=torch.Generator().manual_seed(3),
+        )  # fmt: skip
+        models[precision] = model
+    fp32, bf16 = histories["fp32"], histories["bf16"]
+    assert bf16.train_loss[-1] < bf16.train_loss[0]  # it learns
+    assert bf16.train_loss == pytest.approx(fp32.train_loss, rel=2e-2)
+    assert bf16.valid_loss == pytest.approx(fp32.valid_loss, rel=2e-2)
+    assert bf16.train_loss != fp32.train_loss  # and it did run in bfloat16
+    assert all(p.dtype == torch.float32 for p in models["bf16"].parameters())  # float32 weights
+
+
+def test_bad_precision_is_an_error():
+    model = _tiny_model()
+    optimizer = make_optimizer(model, 1e-3, 0.9, 1e-7)
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16; got 'fp16'"):
+        make_train_step(model, optimizer, kl_weight=0, precision="fp16")
+    with pytest.raises(ValueError, match="compile works with precision fp32 only"):
+        make_train_step(model, optimizer, kl_weight=0, compile=True, precision="bf16")
+
+
 class _AutogradOnlyVAE(nn.Module):
     """The MLP VAE without its hand-written gradients: the training step must use autograd."""
 

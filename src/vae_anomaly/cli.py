@@ -221,6 +221,16 @@ CompileOpt = Annotated[
         show_default=False,
     ),
 ]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="Matrix products of training: fp32, or bf16 (bfloat16, float32 weights; several times "
+        "faster GEMMs on CPUs with AVX512-BF16/AMX and on GPUs; maybe slower on other CPUs) "
+        "[default: fp32].",
+        show_default=False,
+    ),
+]
 SampleOpt = Annotated[
     bool | None,
     typer.Option(
@@ -258,6 +268,7 @@ def run(
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
     compile: CompileOpt = None,
+    precision: PrecisionOpt = None,
     sample_scores: SampleOpt = None,
     download: DownloadOpt = None,
     out: Annotated[
@@ -297,6 +308,7 @@ def run(
                 "device": device,
                 "threads": threads,
                 "compile": compile,
+                "precision": precision,
             },
             "score": {"sample": sample_scores},
             "threshold": {"rule": threshold_rule},
@@ -476,6 +488,7 @@ def train(
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
     compile: CompileOpt = None,
+    precision: PrecisionOpt = None,
     download: DownloadOpt = None,
     force: ForceOpt = False,
     progress: ProgressOpt = True,
@@ -509,6 +522,7 @@ def train(
                 "device": device,
                 "threads": threads,
                 "compile": compile,
+                "precision": precision,
             },
             "threshold": {"rule": threshold_rule, "target_fpr": target_fpr},
         },

@@ -127,7 +127,9 @@ class MLPVAE(nn.Module):
         return self.gradient_function(out)(x, noise, kl_weight)
 
     def gradient_function(
-        self, out: Sequence[torch.Tensor] | None = None
+        self,
+        out: Sequence[torch.Tensor | None] | None = None,
+        params: Sequence[torch.Tensor] | None = None,
     ) -> Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, list[torch.Tensor]]]:
         """:meth:`loss_and_gradients` as a function ``(x, noise, kl_weight) -> (loss, grads)``
         with the layers and the ``out`` tensors looked up once.
@@ -136,35 +138,47 @@ class MLPVAE(nn.Module):
         parameters on every call cost about a third of a millisecond a step (a tenth of the
         step on a 2-core CPU), so the function holds the parameters themselves (not views of
         them: an optimizer may give them new storage) and runs straight-line torch calls.
-        """
-        params = list(self.parameters())
-        targets: list[torch.Tensor | None] = list(out) if out is not None else [None] * len(params)
-        if len(targets) != len(params):
-            raise ValueError(f"out must hold {len(params)} tensors; got {len(targets)}")
-        target_of = dict(zip(params, targets, strict=True))
 
-        def linear(m: nn.Linear) -> tuple:  # (weight, bias, weight's out tensor, bias's out tensor)
-            return m.weight, m.bias, target_of[m.weight], target_of[m.bias]
+        Args:
+            out: as in :meth:`loss_and_gradients`, in the dtype of ``params``.
+            params: tensors to compute with in place of ``self.parameters()`` (same order and
+                shapes), e.g. bfloat16 copies of the weights for mixed precision. The layers then
+                run in their dtype (images and noise are cast to it); the loss and its gradient
+                at the logits are computed in float32.
+        """
+        own = list(self.parameters())
+        values = list(params) if params is not None else own
+        targets = list(out) if out is not None else [None] * len(own)
+        for name, given in (("out", targets), ("params", values)):
+            if len(given) != len(own):
+                raise ValueError(f"{name} must hold {len(own)} tensors; got {len(given)}")
+        dtype = values[0].dtype
+        index = {id(p): i for i, p in enumerate(own)}
+
+        def linear(m: nn.Linear) -> tuple:
+            """(weight, bias, weight's out tensor, bias's out tensor, their parameter indices)"""
+            w, b = index[id(m.weight)], index[id(m.bias)]
+            return values[w], values[b], targets[w], targets[b], w, b
 
         encoder = [linear(m) for m in self.encoder if isinstance(m, nn.Linear)]
         *decoder, last = [linear(m) for m in self.decoder if isinstance(m, nn.Linear)]
         head_mean, head_log_var = linear(self.codings_mean), linear(self.codings_log_var)
-        n_params = len(params)
-        order = {p: i for i, p in enumerate(params)}
+        n_params = len(own)
         selu_backward = torch.ops.aten.elu_backward.default
 
         def backward_linear(layer, grad_out: torch.Tensor, layer_in: torch.Tensor, grads: list):
-            weight, bias, weight_out, bias_out = layer
-            grads[order[weight]] = torch.mm(grad_out.t(), layer_in, out=weight_out)
-            grads[order[bias]] = torch.sum(grad_out, 0, out=bias_out)
+            _, _, weight_out, bias_out, w, b = layer
+            grads[w] = torch.mm(grad_out.t(), layer_in, out=weight_out)
+            grads[b] = torch.sum(grad_out, 0, out=bias_out)
 
         @torch.no_grad()
         def loss_and_gradients(x: torch.Tensor, noise: torch.Tensor, kl_weight: float = 0.0):
             x = x.flatten(1)
+            noise = noise.to(dtype)  # .to() of a tensor already in dtype is the tensor itself
             # Forward, keeping each layer's input and pre-activation.
             inputs, pre = [], []
-            h = x
-            for weight, bias, _, _ in encoder:
+            h = x.to(dtype)
+            for weight, bias, *_ in encoder:
                 inputs.append(h)
                 pre.append(torch.addmm(bias, h, weight.t()))
                 h = torch.selu(pre[-1])
@@ -174,16 +188,16 @@ class MLPVAE(nn.Module):
             z = mean + std * noise
             dec_inputs, dec_pre = [], []
             g = z
-            for weight, bias, _, _ in decoder:
+            for weight, bias, *_ in decoder:
                 dec_inputs.append(g)
                 dec_pre.append(torch.addmm(bias, g, weight.t()))
                 g = torch.selu(dec_pre[-1])
-            logits = torch.addmm(last[1], g, last[0].t())
-            loss = vae_loss(x, logits, mean, log_var, kl_weight)
+            logits = torch.addmm(last[1], g, last[0].t()).float()
+            loss = vae_loss(x, logits, mean.float(), log_var.float(), kl_weight)
 
             grads: list[torch.Tensor | None] = [None] * n_params
             # d BCE-with-logits (mean over B * pixels) / d logits.
-            grad = torch.sigmoid(logits).sub_(x).div_(x.numel())
+            grad = torch.sigmoid(logits).sub_(x).div_(x.numel()).to(dtype)
             backward_linear(last, grad, g, grads)
             grad = grad.mm(last[0])
             for layer, layer_in, layer_pre in zip(
