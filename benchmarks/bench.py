@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -94,9 +93,15 @@ def measure_run(out_dir: str) -> dict:
         "--no-progress",
     ]
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the largest of every child
+    # waited for, inductor's compile workers included).
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise subprocess.CalledProcessError(child.returncode, command)
+    peak_kib = usage.ru_maxrss  # KiB on Linux
     with open(os.path.join(out_dir, "metrics.json"), encoding="utf-8") as f:
         timings = json.load(f).get("timings", {})
     return {
