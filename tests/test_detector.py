@@ -146,21 +146,23 @@ def test_save_load_gives_identical_scores(fitted, data, tmp_path, kind):
     assert loaded.history_.train_loss == fitted.history_.train_loss
 
 
-def test_files_saved_before_the_precision_parameter_still_load(fitted, data, tmp_path):
-    """A directory model written before ``precision`` existed (no such key) loads as fp32."""
-    import json
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_precision_is_saved_only_when_older_versions_could_not_read_it(fitted, tmp_path, kind):
+    """An fp32 model's metadata leave out ``precision`` (the package before it reads them); a bf16
+    model's keep it; a file without it loads as fp32."""
+    import copy
 
-    from vae_anomaly.detector import _metadata_digest
-
-    fitted.save(tmp_path / "model")
-    meta_path = tmp_path / "model" / "detector.json"
-    meta = json.loads(meta_path.read_text())
-    del meta["params"]["precision"]
-    meta["metadata_sha256"] = _metadata_digest(meta)
-    meta_path.write_text(json.dumps(meta))
-    loaded = VAEAnomalyDetector.load(tmp_path / "model")
+    name = "model" if kind == "dir" else "model.safetensors"
+    fitted.save(tmp_path / "fp32" / name)
+    loaded = VAEAnomalyDetector.load(tmp_path / "fp32" / name)
+    assert "precision" not in loaded.saved_metadata_["params"]  # the file as written
     assert loaded.precision == "fp32"
-    np.testing.assert_array_equal(loaded.score_samples(data[2]), fitted.score_samples(data[2]))
+    bf16 = copy.deepcopy(fitted)
+    bf16.precision = "bf16"
+    bf16.save(tmp_path / "bf16" / name)
+    loaded = VAEAnomalyDetector.load(tmp_path / "bf16" / name)
+    assert loaded.saved_metadata_["params"]["precision"] == "bf16"
+    assert loaded.precision == "bf16"
 
 
 def test_loaded_detector_calibrates_like_the_fitted_one(fitted, data, tmp_path):

@@ -181,15 +181,16 @@ def test_analytic_gradients_equal_autograd(kl_weight, image_shape):
         assert not torch.allclose(no_kl[i], grads[i])
 
 
-def test_bf16_gradients_are_float32_gradients_rounded():
+@pytest.mark.parametrize("kl_weight", [0.0, 0.5])
+def test_bf16_gradients_are_float32_gradients_rounded(kl_weight):
     """With bfloat16 copies of the weights the layers run in bfloat16 (8 bits of mantissa): the
     gradients come back in bfloat16, within a few per cent of float32's, and not equal to them."""
     torch.manual_seed(0)
     model = MLPVAE((1, 8, 8), (32, 16), 4)
     x, noise = _data(64, 3), torch.randn(64, 4)
-    loss32, grads32 = model.loss_and_gradients(x, noise)
+    loss32, grads32 = model.loss_and_gradients(x, noise, kl_weight)
     params16 = [p.detach().to(torch.bfloat16) for p in model.parameters()]
-    loss16, grads16 = model.gradient_function(params=params16)(x, noise, 0.0)
+    loss16, grads16 = model.gradient_function(params=params16)(x, noise, kl_weight)
     assert loss16.dtype == torch.float32  # the loss is computed in float32 from the logits
     assert float(loss16) == pytest.approx(float(loss32), rel=1e-2)
     for g16, g32 in zip(grads16, grads32, strict=True):
@@ -219,12 +220,44 @@ def test_bf16_training_follows_float32_training(autograd):
     assert all(p.dtype == torch.float32 for p in models["bf16"].parameters())  # float32 weights
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_frozen_parameters_stay_as_they_are(precision):
+    """A frozen layer is left out of the update and the rest trains as autograd trains it."""
+    x, valid = _data(64, 1), _data(16, 2)
+    histories = {}
+    for kind in ("analytic", "autograd"):
+        model = _tiny_model() if kind == "analytic" else _AutogradOnlyVAE()
+        vae = model if kind == "analytic" else model.vae
+        vae.encoder[0].weight.requires_grad_(False)
+        frozen = vae.encoder[0].weight.detach().clone()
+        head = vae.codings_mean.weight.detach().clone()
+        torch.manual_seed(3)
+        histories[kind] = train_vae(
+            model, x, valid, epochs=2, batch_size=16, precision=precision,
+            generator=torch.Generator().manual_seed(3),
+        )  # fmt: skip
+        assert torch.equal(vae.encoder[0].weight, frozen)
+        assert not torch.equal(vae.codings_mean.weight, head)
+    tolerance = 1e-5 if precision == "fp32" else 2e-2
+    assert histories["analytic"].train_loss == pytest.approx(
+        histories["autograd"].train_loss, rel=tolerance
+    )
+
+
+def test_bf16_without_native_support_warns(monkeypatch):
+    monkeypatch.setattr(training, "has_native_bf16", lambda device: False)
+    with pytest.warns(UserWarning, match="precision bf16: this CPU has no native bfloat16"):
+        train_vae(_tiny_model(), _data(16, 1), None, epochs=1, precision="bf16")
+
+
 def test_bad_precision_is_an_error():
     model = _tiny_model()
     optimizer = make_optimizer(model, 1e-3, 0.9, 1e-7)
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16; got 'fp16'"):
         make_train_step(model, optimizer, kl_weight=0, precision="fp16")
-    with pytest.raises(ValueError, match="compile works with precision fp32 only"):
+    with pytest.raises(
+        ValueError, match="compile works with precision fp32 only; got precision='bf16'"
+    ):
         make_train_step(model, optimizer, kl_weight=0, compile=True, precision="bf16")
 
 

@@ -225,9 +225,9 @@ PrecisionOpt = Annotated[
     str | None,
     typer.Option(
         "--precision",
-        help="Matrix products of training: fp32, or bf16 (bfloat16, float32 weights; several times "
-        "faster GEMMs on CPUs with AVX512-BF16/AMX and on GPUs; maybe slower on other CPUs) "
-        "[default: fp32].",
+        help="Training's arithmetic: fp32, or bf16 (layers in bfloat16, weights and loss in float32; "
+        "much faster matrix products on CPUs with AVX512-BF16/AMX and on recent GPUs, maybe "
+        "slower elsewhere) [default: fp32].",
         show_default=False,
     ),
 ]

@@ -83,7 +83,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda if present, else cpu), cpu or cuda
     threads: int | None = None  # CPU threads for torch (None: torch's default, one per core)
     compile: bool = False  # torch.compile the training step: faster epochs, seconds of start-up
-    precision: str = "fp32"  # bf16: bfloat16 matrix products (float32 weights), faster on new CPUs
+    precision: str = "fp32"  # bf16: layers in bfloat16 (float32 weights), faster on new CPUs
 
 
 @dataclass

@@ -63,8 +63,8 @@ class VAEAnomalyDetector:
         threads: CPU threads for torch (None: torch's default).
         compile: compile the training step with ``torch.compile`` (faster epochs after several
             seconds of compilation; results equal to float tolerance, not to the bit).
-        precision: ``"fp32"``, or ``"bf16"`` for bfloat16 matrix products in training (float32
-            weights; faster on CPUs with AVX512-BF16/AMX and on GPUs). Scoring is float32.
+        precision: ``"fp32"``, or ``"bf16"`` to train the layers in bfloat16 (float32 weights and
+            loss; faster on CPUs with AVX512-BF16/AMX and on recent GPUs). Scoring is float32.
         score_batch_size: images per scoring batch.
         seed: seeds the weights and the batch order (a CPU run is repeatable).
         progress: show a progress bar while training.
@@ -391,7 +391,10 @@ class VAEAnomalyDetector:
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
             "params": {
-                k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params().items()
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in self.get_params().items()
+                # a value older versions were trained with is left out, so that they read the file
+                if _PARAM_DEFAULTS_FOR_OLDER_FILES.get(k, object()) != v
             },
             "image_shape": list(self.image_shape_),
             "channels": self.image_shape_[0],

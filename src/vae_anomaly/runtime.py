@@ -23,6 +23,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise InputError(f"--device must be auto, cpu or cuda. Got {name!r}.")
 
 
+def has_native_bf16(device: torch.device) -> bool | None:
+    """Whether ``device`` runs bfloat16 matrix products natively (a CPU with AVX512-BF16 or AMX,
+    a GPU with bf16 tensor cores); None when torch cannot tell. Elsewhere bf16 is emulated and
+    can be slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        probes = [
+            getattr(torch.cpu, name, None)
+            for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        ]
+        if any(probe is None for probe in probes):
+            return None
+        return any(probe() for probe in probes)
+    return None
+
+
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op CPU threads (None keeps torch's default); return the count in use."""
     if threads is not None:

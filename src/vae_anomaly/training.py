@@ -13,6 +13,7 @@ from torch import nn
 from .config import PRECISIONS
 from .errors import CompileError
 from .models import vae_loss
+from .runtime import has_native_bf16
 
 
 @dataclass
@@ -79,14 +80,18 @@ class FlatRMSprop:
             p.grad = self.grad[offset : offset + n].view_as(p)  # backward accumulates into it
             offset += n
 
-    def views(self, buffer: torch.Tensor) -> list[torch.Tensor]:
-        """One view per parameter into ``buffer`` (a flat tensor laid out like :attr:`flat`, of any
-        dtype), shaped like the parameter."""
-        views, offset = [], 0
+    def views(self, buffer: torch.Tensor, model: nn.Module) -> list[torch.Tensor | None]:
+        """One view into ``buffer`` (a flat tensor laid out like :attr:`flat`, of any dtype) per
+        tensor of ``model.parameters()``, shaped like it; None for a frozen parameter (not in
+        the buffer)."""
+        offsets, offset = {}, 0
         for p in self.params:
-            views.append(buffer[offset : offset + p.numel()].view(p.shape))
+            offsets[p] = offset
             offset += p.numel()
-        return views
+        return [
+            buffer[offsets[p] : offsets[p] + p.numel()].view(p.shape) if p in offsets else None
+            for p in model.parameters()
+        ]
 
     def zero_grad(self) -> None:
         """Zero the flat gradient (backward then adds each gradient into its view: 0 + g = g)."""
@@ -143,17 +148,18 @@ def make_train_step(
     less when inductor's cache has the graphs; the results match to float tolerance, not to the
     bit); a last, smaller batch runs eagerly instead of compiling a second graph.
 
-    With ``precision="bf16"`` the matrix products run in bfloat16 (mixed precision): the weights
-    stay float32 in the optimizer, a bfloat16 copy of them is made before every step (one cast
-    kernel over the flat buffer), the gradients come back in bfloat16 and are cast into the float32
-    buffer for the update; the loss and its gradient at the logits stay float32. On CPUs with
+    With ``precision="bf16"`` the layers run in bfloat16 (mixed precision): the weights stay
+    float32 in the optimizer, a bfloat16 copy of them is made before every step (one cast kernel
+    over the flat buffer), the matrix products, activations and their derivatives run in
+    bfloat16, and the gradients are cast into the float32 buffer for the update; the loss and its
+    gradient at the logits stay float32. On CPUs with
     AVX512-BF16 or AMX (and on GPUs) a bfloat16 GEMM runs several times faster than float32; the
     results are those of a different rounding, not float32's (the README compares them).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if compile and precision != "fp32":
-        raise ValueError("compile works with precision fp32 only")
+        raise ValueError(f"compile works with precision fp32 only; got precision={precision!r}")
     mixed = precision == "bf16"
     if not hasattr(model, "loss_and_gradients"):
         if compile:
@@ -174,9 +180,12 @@ def make_train_step(
     if mixed:
         weights16 = torch.empty_like(optimizer.flat, dtype=torch.bfloat16)
         grad16 = torch.empty_like(weights16)
-        gradients16 = model.gradient_function(
-            out=optimizer.views(grad16), params=optimizer.views(weights16)
-        )
+        # A frozen parameter is cast once; it has no gradient.
+        params16 = [
+            view if view is not None else p.detach().to(torch.bfloat16)
+            for view, p in zip(optimizer.views(weights16, model), model.parameters(), strict=True)
+        ]
+        gradients16 = model.gradient_function(out=optimizer.views(grad16, model), params=params16)
 
         def eager_step(batch: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
             weights16.copy_(optimizer.flat)
@@ -186,8 +195,10 @@ def make_train_step(
             return loss
 
     else:
-        # Gradients go into the optimizer's views, in parameter order.
-        gradients_into_optimizer = model.gradient_function(out=optimizer.views(optimizer.grad))
+        # Gradients go into the optimizer's views, in parameter order (None for a frozen one).
+        gradients_into_optimizer = model.gradient_function(
+            out=optimizer.views(optimizer.grad, model)
+        )
 
         def eager_step(batch: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
             loss, _ = gradients_into_optimizer(batch, noise, kl_weight)
@@ -197,10 +208,12 @@ def make_train_step(
     compiled_size = None
     if compile:  # compiled graphs return a new flat gradient instead of writing into views
         gradients = model.gradient_function()
+        trainable = [p.requires_grad for p in model.parameters()]
 
         def flat_gradient(batch: torch.Tensor, noise: torch.Tensor):
             loss, grads = gradients(batch, noise, kl_weight)
-            return loss, torch.cat([g.reshape(-1) for g in grads])
+            flat = [g.reshape(-1) for g, keep in zip(grads, trainable, strict=True) if keep]
+            return loss, torch.cat(flat)
 
         def update(grad: torch.Tensor) -> None:
             optimizer.fused_step(grad)
@@ -302,6 +315,13 @@ def train_vae(
     """
     from tqdm.auto import tqdm
 
+    if precision == "bf16" and has_native_bf16(train_x.device) is False:
+        warnings.warn(
+            f"precision bf16: this {train_x.device.type.upper()} has no native bfloat16 matrix "
+            "products (AVX512-BF16 or AMX on a CPU, bf16 tensor cores on a GPU); they are emulated "
+            "and may be slower than fp32.",
+            stacklevel=2,
+        )
     optimizer = make_optimizer(model, learning_rate, rho, epsilon)
     step = make_train_step(
         model, optimizer, kl_weight=kl_weight, compile=compile, precision=precision
