@@ -59,7 +59,7 @@ class FlatRMSprop:
     gradient is a view into one flat tensor, so a step is five kernels on one tensor with a
     preallocated temporary. (Multiplying by ``(v + eps) ** -0.5`` would be faster on a CPU,
     where ``sqrt_`` goes through MKL's vector library, but it changes the last bit of the update,
-    and over 12,700 steps that changes the trained model as much as another seed does.)
+    and over 12,700 steps last-bit changes grow into a different trained model.)
 
     Call :meth:`release` after training: it gives each parameter its own storage again (the flat
     views would otherwise be saved as shared memory).
@@ -139,9 +139,9 @@ def make_train_step(
 
     A model with a ``loss_and_gradients(x, noise, kl_weight, out)`` method (the MLP VAE) gets its
     gradients from its ``gradient_function``, without the autograd engine, written straight into
-    the optimizer's flat gradient buffer (no concatenation); any other model goes through autograd. The
-    sampling noise is drawn from torch's global RNG either way, so a seed gives the same run. The
-    loss stays on the device (no ``.item()``), so a GPU never waits for the host.
+    the optimizer's flat gradient buffer (no concatenation); any other model goes through
+    autograd. The sampling noise is drawn from torch's global RNG either way, so a seed gives the
+    same run. The loss stays on the device (no ``.item()``), so a GPU never waits for the host.
 
     With ``compile=True`` the gradient computation and the optimizer update are compiled by
     ``torch.compile`` for full batches (the first epoch pays several seconds of compilation,
@@ -152,9 +152,9 @@ def make_train_step(
     float32 in the optimizer, a bfloat16 copy of them is made before every step (one cast kernel
     over the flat buffer), the matrix products, activations and their derivatives run in
     bfloat16, and the gradients are cast into the float32 buffer for the update; the loss and its
-    gradient at the logits stay float32. On CPUs with
-    AVX512-BF16 or AMX (and on GPUs) a bfloat16 GEMM runs several times faster than float32; the
-    results are those of a different rounding, not float32's (the README compares them).
+    gradient at the logits stay float32. On CPUs with AVX512-BF16 or AMX (and on GPUs with bf16
+    tensor cores) a bfloat16 GEMM runs several times faster than a float32 one; the results are
+    those of a different rounding, not float32's (the README compares them).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
@@ -308,7 +308,7 @@ def train_vae(
         valid_x: validation images ``(M, C, H, W)`` or None.
         generator: CPU generator for the shuffling (the caller seeds it and torch's global RNG).
         compile: compile the training step with ``torch.compile`` (see :func:`make_train_step`).
-        precision: ``"fp32"`` or ``"bf16"`` (bfloat16 matrix products; see :func:`make_train_step`).
+        precision: ``"fp32"`` or ``"bf16"`` (layers in bfloat16; see :func:`make_train_step`).
         progress: show a tqdm bar with epoch, loss and validation loss.
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch (outside the
             epoch's timing), e.g. to log or to measure something between epochs.
