@@ -140,16 +140,20 @@ def test_same_seed_same_history():
 
 
 @pytest.mark.e2e  # the slow tier: inductor compiles C++ kernels for ~10-30 s on 2 cores
-def test_compiled_step_gives_the_plain_step_losses():
+@pytest.mark.parametrize("frozen", [False, True])
+def test_compiled_step_gives_the_plain_step_losses(frozen):
     x = _data(80, 1).flatten(1)  # batches of 32, 32 and a last one of 16 (run eagerly)
     losses, weights = {}, {}
     for compiled in (False, True):
         model = _tiny_model()
+        model.encoder[0].weight.requires_grad_(not frozen)  # frozen: left out of the flat buffer
         optimizer = make_optimizer(model, 1e-3, 0.9, 1e-7)
         step = make_train_step(model, optimizer, kl_weight=1 / 64, compile=compiled)
         torch.manual_seed(9)
         losses[compiled] = [float(step(x[i : i + 32])) for _ in range(3) for i in range(0, 80, 32)]
         weights[compiled] = model.decoder[-1].weight.detach().clone()
+        if frozen:
+            assert torch.equal(model.encoder[0].weight, _tiny_model().encoder[0].weight)
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
     torch.testing.assert_close(weights[True], weights[False], rtol=1e-4, atol=1e-6)
     assert losses[False][0] != pytest.approx(losses[False][-1], rel=1e-6)  # the steps did learn
