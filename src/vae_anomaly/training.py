@@ -73,25 +73,23 @@ class FlatRMSprop:
         self.grad = torch.zeros_like(self.flat)
         self.square_avg = torch.zeros_like(self.flat)
         self._denominator = torch.empty_like(self.flat)
-        offset = 0
+        self._offsets, offset = {}, 0  # where each trainable parameter starts in the buffers
         for p in self.params:
-            n = p.numel()
-            p.data = self.flat[offset : offset + n].view_as(p)
-            p.grad = self.grad[offset : offset + n].view_as(p)  # backward accumulates into it
-            offset += n
+            self._offsets[p] = offset
+            offset += p.numel()
+        for p in self.params:
+            p.data = self._view(self.flat, p)
+            p.grad = self._view(self.grad, p)  # backward accumulates into it
+
+    def _view(self, buffer: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        start = self._offsets[p]
+        return buffer[start : start + p.numel()].view(p.shape)
 
     def views(self, buffer: torch.Tensor, model: nn.Module) -> list[torch.Tensor | None]:
         """One view into ``buffer`` (a flat tensor laid out like :attr:`flat`, of any dtype) per
         tensor of ``model.parameters()``, shaped like it; None for a frozen parameter (not in
         the buffer)."""
-        offsets, offset = {}, 0
-        for p in self.params:
-            offsets[p] = offset
-            offset += p.numel()
-        return [
-            buffer[offsets[p] : offsets[p] + p.numel()].view(p.shape) if p in offsets else None
-            for p in model.parameters()
-        ]
+        return [self._view(buffer, p) if p in self._offsets else None for p in model.parameters()]
 
     def zero_grad(self) -> None:
         """Zero the flat gradient (backward then adds each gradient into its view: 0 + g = g)."""
