@@ -194,6 +194,9 @@ def time_training(
     return results
 
 
+STEP_KINDS = ("autograd", "analytic", "compiled", "bf16")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=7, help="timed epochs of each step kind")
@@ -202,14 +205,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
         "--steps",
-        default="autograd,analytic,compiled,bf16",
+        default=",".join(STEP_KINDS),
         help="training steps to time, comma-separated: autograd (plain loss.backward()), "
         "analytic (the default: MLPVAE.gradient_function), compiled (--compile), "
         "bf16 (--precision bf16)",
     )
     parser.add_argument("--skip-run", action="store_true", help="skip the whole-run measurement")
     args = parser.parse_args()
-    unknown = set(args.steps.split(",")) - {"autograd", "analytic", "compiled", "bf16"}
+    unknown = set(args.steps.split(",")) - set(STEP_KINDS)
     if unknown:
         parser.error(f"--steps: unknown step kinds {', '.join(sorted(unknown))}")
 
